@@ -1,0 +1,278 @@
+use std::marker::PhantomData;
+
+use bytes::{Buf, BufMut, BytesMut};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio_util::codec::{Decoder, Encoder};
+
+use super::DEFAULT_MAX_FRAME_LEN;
+
+const LEN_SIZE: usize = 4;
+
+/// Why a native frame stream is corrupt (the connection must be closed).
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame of {len} bytes exceeds the maximum of {max}")]
+    TooLong { len: usize, max: usize },
+    #[error("undecodable payload: {0}")]
+    Decode(#[from] bincode::error::DecodeError),
+    #[error("payload has {extra} trailing bytes after the message")]
+    TrailingBytes { extra: usize },
+    #[error("unencodable message: {0}")]
+    Encode(#[from] bincode::error::EncodeError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Length-prefixed bincode frames: decodes `In`, encodes anything `Serialize`.
+///
+/// The server uses `FrameCodec<ClientMessage>`, a client
+/// `FrameCodec<ServerMessage>`. The announced length is checked against
+/// `max_frame_len` before any body byte is awaited or allocated.
+#[derive(Debug)]
+pub struct FrameCodec<In> {
+    max_frame_len: usize,
+    _in: PhantomData<fn() -> In>,
+}
+
+impl<In> FrameCodec<In> {
+    pub fn new(max_frame_len: usize) -> Self {
+        FrameCodec {
+            max_frame_len,
+            _in: PhantomData,
+        }
+    }
+
+    pub fn max_frame_len(&self) -> usize {
+        self.max_frame_len
+    }
+}
+
+impl<In> Default for FrameCodec<In> {
+    fn default() -> Self {
+        FrameCodec::new(DEFAULT_MAX_FRAME_LEN)
+    }
+}
+
+impl<In> Clone for FrameCodec<In> {
+    fn clone(&self) -> Self {
+        FrameCodec::new(self.max_frame_len)
+    }
+}
+
+fn config() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+impl<In: DeserializeOwned> Decoder for FrameCodec<In> {
+    type Item = In;
+    type Error = FrameError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<In>, FrameError> {
+        if src.remaining() < LEN_SIZE {
+            return Ok(None);
+        }
+        let len = u32::from_le_bytes([src[0], src[1], src[2], src[3]]) as usize;
+        if len > self.max_frame_len {
+            return Err(FrameError::TooLong {
+                len,
+                max: self.max_frame_len,
+            });
+        }
+        if src.remaining() < LEN_SIZE + len {
+            src.reserve(LEN_SIZE + len - src.remaining());
+            return Ok(None);
+        }
+        src.advance(LEN_SIZE);
+        let payload = src.split_to(len);
+        // The payload is bounded by the frame length, and bincode's limit stops a
+        // lying collection length from allocating more than the frame holds.
+        let (message, used) = bincode::serde::decode_from_slice::<In, _>(
+            &payload,
+            config().with_limit::<{ 4 * DEFAULT_MAX_FRAME_LEN }>(),
+        )?;
+        if used != len {
+            return Err(FrameError::TrailingBytes { extra: len - used });
+        }
+        Ok(Some(message))
+    }
+}
+
+impl<In, Out: Serialize> Encoder<Out> for FrameCodec<In> {
+    type Error = FrameError;
+
+    fn encode(&mut self, item: Out, dst: &mut BytesMut) -> Result<(), FrameError> {
+        encode_frame(&item, dst)
+    }
+}
+
+/// Appends one frame holding `message` to `dst`.
+pub fn encode_frame<T: Serialize + ?Sized>(
+    message: &T,
+    dst: &mut BytesMut,
+) -> Result<(), FrameError> {
+    let start = dst.len();
+    dst.put_u32_le(0);
+    let mut writer = dst.writer();
+    bincode::serde::encode_into_std_write(message, &mut writer, config())?;
+    let dst = writer.into_inner();
+    let len = (dst.len() - start - LEN_SIZE) as u32;
+    dst[start..start + LEN_SIZE].copy_from_slice(&len.to_le_bytes());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::legacy::Position;
+    use crate::math::{MathOp, MathStatus};
+    use crate::native::*;
+
+    fn samples() -> Vec<ServerMessage> {
+        let alice = PlayerInfo {
+            id: 1,
+            name: "alice".into(),
+            kind: PlayerKind::Native,
+        };
+        vec![
+            ServerMessage::Welcome {
+                id: 1,
+                protocol_version: PROTOCOL_VERSION,
+                server: "t".into(),
+            },
+            ServerMessage::Rejected {
+                reason: RejectReason::UnsupportedVersion {
+                    client: 9,
+                    server: 1,
+                },
+                server_protocol_version: 1,
+            },
+            ServerMessage::Snapshot {
+                players: vec![PlayerState {
+                    info: alice.clone(),
+                    position: Some(Position::new(-5, 6)),
+                }],
+            },
+            ServerMessage::PlayerJoined(alice),
+            ServerMessage::PlayerLeft { id: 1 },
+            ServerMessage::Positions(vec![PlayerPosition {
+                id: 2,
+                position: Position::new(i16::MIN, i16::MAX),
+            }]),
+            ServerMessage::MathAnswer {
+                request_id: 4,
+                status: MathStatus::Ok,
+                value: 0.5,
+            },
+            ServerMessage::Ping { nonce: u64::MAX },
+            ServerMessage::Pong { nonce: 0 },
+            ServerMessage::Goodbye {
+                reason: "bye".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn frames_round_trip() {
+        let mut buf = BytesMut::new();
+        let mut codec = FrameCodec::<ServerMessage>::default();
+        for message in samples() {
+            codec.encode(&message, &mut buf).unwrap();
+        }
+        for expected in samples() {
+            assert_eq!(codec.decode(&mut buf).unwrap(), Some(expected));
+        }
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn client_messages_round_trip() {
+        let messages = vec![
+            ClientMessage::Hello {
+                protocol_version: PROTOCOL_VERSION,
+                name: "bob".into(),
+            },
+            ClientMessage::MyPosition(Position::new(3, -4)),
+            ClientMessage::MathQuery {
+                request_id: 7,
+                op: MathOp::Division,
+                a: 1,
+                b: 0,
+            },
+            ClientMessage::Ping { nonce: 42 },
+            ClientMessage::Pong { nonce: 43 },
+            ClientMessage::Bye,
+        ];
+        let mut buf = BytesMut::new();
+        let mut codec = FrameCodec::<ClientMessage>::default();
+        for message in &messages {
+            codec.encode(message, &mut buf).unwrap();
+        }
+        for expected in messages {
+            assert_eq!(codec.decode(&mut buf).unwrap(), Some(expected));
+        }
+    }
+
+    #[test]
+    fn hello_layout_is_stable() {
+        // Variant 0, varint version 1, varint name length 2, "ab".
+        let mut buf = BytesMut::new();
+        encode_frame(
+            &ClientMessage::Hello {
+                protocol_version: 1,
+                name: "ab".into(),
+            },
+            &mut buf,
+        )
+        .unwrap();
+        assert_eq!(&buf[..], &[5, 0, 0, 0, 0, 1, 2, b'a', b'b']);
+    }
+
+    #[test]
+    fn every_truncation_needs_more_bytes() {
+        let mut full = BytesMut::new();
+        for message in samples() {
+            encode_frame(&message, &mut full).unwrap();
+            for cut in 0..full.len() {
+                let mut buf = BytesMut::from(&full[..cut]);
+                assert!(matches!(
+                    FrameCodec::<ServerMessage>::default().decode(&mut buf),
+                    Ok(None)
+                ));
+            }
+            full.clear();
+        }
+    }
+
+    #[test]
+    fn oversized_frame_is_rejected_before_its_body() {
+        let mut codec = FrameCodec::<ClientMessage>::new(16);
+        let mut buf = BytesMut::from(&17u32.to_le_bytes()[..]);
+        assert!(matches!(
+            codec.decode(&mut buf),
+            Err(FrameError::TooLong { len: 17, max: 16 })
+        ));
+        let mut buf = BytesMut::from(&u32::MAX.to_le_bytes()[..]);
+        assert!(matches!(
+            codec.decode(&mut buf),
+            Err(FrameError::TooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn garbage_payloads_are_errors() {
+        let mut codec = FrameCodec::<ClientMessage>::default();
+        // Unknown variant 200.
+        let mut buf = BytesMut::from(&[1, 0, 0, 0, 200][..]);
+        assert!(matches!(codec.decode(&mut buf), Err(FrameError::Decode(_))));
+        // Bye followed by a stray byte inside the same frame.
+        let mut buf = BytesMut::from(&[2, 0, 0, 0, 5, 0][..]);
+        assert!(matches!(
+            codec.decode(&mut buf),
+            Err(FrameError::TrailingBytes { extra: 1 })
+        ));
+        // A name claiming 2^60 bytes inside a 12-byte frame.
+        let mut buf = BytesMut::from(&[12, 0, 0, 0, 0, 1, 0xff, 0, 0, 0, 0, 0, 0, 0, 0x10, 0][..]);
+        assert!(codec.decode(&mut buf).is_err());
+    }
+}

@@ -1,0 +1,114 @@
+use serde::{Deserialize, Serialize};
+
+use crate::ClientId;
+use crate::legacy::Position;
+use crate::math::{MathOp, MathStatus};
+
+/// What a native client sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ClientMessage {
+    /// First frame of a session. Must stay variant 0 with these fields.
+    Hello { protocol_version: u32, name: String },
+    /// Where I am now (latest wins).
+    MyPosition(Position),
+    /// A math query; answered by [`ServerMessage::MathAnswer`] with the same id.
+    MathQuery {
+        request_id: u32,
+        op: MathOp,
+        a: i16,
+        b: i16,
+    },
+    /// Asks for a [`ServerMessage::Pong`] with the same nonce (RTT).
+    Ping { nonce: u64 },
+    /// Answers a server [`ServerMessage::Ping`] (keeps the session alive).
+    Pong { nonce: u64 },
+    /// I am leaving; the server closes the session.
+    Bye,
+}
+
+/// What the server sends to a native client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ServerMessage {
+    /// The handshake succeeded; `id` is this client's id in the shared space.
+    Welcome {
+        id: ClientId,
+        protocol_version: u32,
+        server: String,
+    },
+    /// The handshake failed; the server closes the connection after this.
+    Rejected {
+        reason: RejectReason,
+        server_protocol_version: u32,
+    },
+    /// Every player in the world now. Sent once after `Welcome`, and again
+    /// whenever the server had to coalesce this client's backlog: it replaces
+    /// the client's whole view (players missing from it are gone).
+    Snapshot {
+        players: Vec<PlayerState>,
+    },
+    PlayerJoined(PlayerInfo),
+    PlayerLeft {
+        id: ClientId,
+    },
+    /// Latest positions, in the order they were received by the server.
+    Positions(Vec<PlayerPosition>),
+    MathAnswer {
+        request_id: u32,
+        status: MathStatus,
+        value: f64,
+    },
+    /// Keep-alive: the client answers with [`ClientMessage::Pong`].
+    Ping {
+        nonce: u64,
+    },
+    /// Answer to a client [`ClientMessage::Ping`].
+    Pong {
+        nonce: u64,
+    },
+    /// The server is closing this session (shutdown, idle, ...).
+    Goodbye {
+        reason: String,
+    },
+}
+
+/// Why a `Hello` was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum RejectReason {
+    #[error("protocol version {client} is not supported (server speaks {server})")]
+    UnsupportedVersion { client: u32, server: u32 },
+    #[error("name is {len} bytes long, the maximum is {max}")]
+    NameTooLong { len: usize, max: usize },
+    #[error("the first message must be Hello")]
+    ExpectedHello,
+}
+
+/// Which kind of client a player is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PlayerKind {
+    /// A Bevy (or other native protocol) client.
+    Native,
+    /// A legacy Python "positions" client.
+    Legacy,
+}
+
+/// Who a player is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlayerInfo {
+    pub id: ClientId,
+    pub name: String,
+    pub kind: PlayerKind,
+}
+
+/// A player and its latest position, if it has sent one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlayerState {
+    pub info: PlayerInfo,
+    pub position: Option<Position>,
+}
+
+/// One entry of a [`ServerMessage::Positions`] batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlayerPosition {
+    pub id: ClientId,
+    pub position: Position,
+}

@@ -1,0 +1,31 @@
+//! The native protocol between the server and our own game client.
+//!
+//! Frames are a `u32` little-endian payload length followed by a bincode 2
+//! payload (serde, `bincode::config::standard()`):
+//!
+//! ```text
+//! +-- len: u32 LE --+-- payload: len bytes (bincode) --+
+//! ```
+//!
+//! A session starts with [`ClientMessage::Hello`]; the server answers
+//! [`ServerMessage::Welcome`] or [`ServerMessage::Rejected`]. `Hello` is the
+//! first variant of [`ClientMessage`] and keeps its fields in every protocol
+//! version, so a server can always read it and reject a version it does not
+//! speak with a clear reason instead of a decode error.
+
+mod codec;
+mod messages;
+
+pub use codec::{FrameCodec, FrameError, encode_frame};
+pub use messages::*;
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Default largest payload accepted in one frame. Every message we send is far
+/// smaller except a [`ServerMessage::Snapshot`] of a very full world
+/// (about 20 bytes a player), so 1 MiB holds tens of thousands of players.
+pub const DEFAULT_MAX_FRAME_LEN: usize = 1024 * 1024;
+
+/// Longest player name accepted in a `Hello`, in bytes.
+pub const MAX_NAME_LEN: usize = 32;

@@ -1,1 +1,244 @@
-pub fn placeholder() {}
+//! The game server as a library: `Server::bind` then `Server::run`, so the
+//! binary, the Bevy client (embedded server) and the tests all start the
+//! same thing.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! let server = server::Server::bind(server::Config::ephemeral()).await?;
+//! println!("positions on {}", server.local_addrs().positions);
+//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! server.run(shutdown).await;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod config;
+pub mod connection;
+pub mod metrics;
+pub mod registry;
+pub mod services;
+pub mod world;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use config::Config;
+use connection::Disconnect;
+use metrics::Metrics;
+use registry::{Registry, Service};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+use world::World;
+
+/// How long the accept loop backs off after an accept error (e.g. out of
+/// file descriptors) before trying again.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
+/// State every connection handler shares.
+#[derive(Debug)]
+pub struct Shared {
+    pub config: Config,
+    pub registry: Arc<Registry>,
+    pub world: Arc<World>,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: CancellationToken,
+}
+
+/// Where each service actually listens (ports of 0 resolved).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerAddrs {
+    pub game: SocketAddr,
+    pub test: SocketAddr,
+    pub math: SocketAddr,
+    pub positions: SocketAddr,
+    pub metrics: Option<SocketAddr>,
+}
+
+/// A bound server, ready to run.
+#[derive(Debug)]
+pub struct Server {
+    listeners: Vec<(Service, TcpListener)>,
+    metrics_listener: Option<TcpListener>,
+    addrs: ServerAddrs,
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Binds every port, so start-up errors (port taken) surface here.
+    pub async fn bind(config: Config) -> std::io::Result<Server> {
+        let bind = |port: u16, service: Service| {
+            let addr = SocketAddr::new(config.host, port);
+            async move {
+                TcpListener::bind(addr).await.map_err(|err| {
+                    std::io::Error::new(
+                        err.kind(),
+                        format!("cannot listen on {addr} ({service} service): {err}"),
+                    )
+                })
+            }
+        };
+        let game = bind(config.game_port, Service::Game).await?;
+        let test = bind(config.test_port, Service::TestPackets).await?;
+        let math = bind(config.math_port, Service::Math).await?;
+        let positions = bind(config.positions_port, Service::Positions).await?;
+        let metrics_listener = match config.metrics {
+            Some(addr) => Some(metrics::bind(addr).await.map_err(|err| {
+                std::io::Error::new(
+                    err.kind(),
+                    format!("cannot listen on {addr} (metrics): {err}"),
+                )
+            })?),
+            None => None,
+        };
+        let addrs = ServerAddrs {
+            game: game.local_addr()?,
+            test: test.local_addr()?,
+            math: math.local_addr()?,
+            positions: positions.local_addr()?,
+            metrics: metrics_listener
+                .as_ref()
+                .map(TcpListener::local_addr)
+                .transpose()?,
+        };
+        let shared = Arc::new(Shared {
+            registry: Arc::new(Registry::new(
+                config.max_connections,
+                config.max_connections_per_ip,
+            )),
+            world: World::new(),
+            metrics: Arc::new(Metrics::default()),
+            shutdown: CancellationToken::new(),
+            config,
+        });
+        let listeners = vec![
+            (Service::Game, game),
+            (Service::TestPackets, test),
+            (Service::Math, math),
+            (Service::Positions, positions),
+        ];
+        Ok(Server {
+            listeners,
+            metrics_listener,
+            addrs,
+            shared,
+        })
+    }
+
+    pub fn local_addrs(&self) -> ServerAddrs {
+        self.addrs
+    }
+
+    /// The state shared by every connection (registry, world, metrics), for
+    /// tests and embedding.
+    pub fn shared(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
+    }
+
+    /// Serves until `shutdown` is cancelled, then stops accepting, closes
+    /// every client (native clients get a goodbye) and returns once every
+    /// task has finished.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let Server {
+            listeners,
+            metrics_listener,
+            addrs,
+            shared,
+        } = self;
+        let tracker = TaskTracker::new();
+        for (service, listener) in listeners {
+            let addr = listener.local_addr().ok();
+            info!(%service, addr = ?addr, "listening");
+            tracker.spawn(accept_loop(
+                listener,
+                service,
+                Arc::clone(&shared),
+                tracker.clone(),
+            ));
+        }
+        if let Some(listener) = metrics_listener {
+            info!(addr = ?addrs.metrics, "serving metrics on /metrics and /healthz");
+            tracker.spawn(metrics::serve(
+                listener,
+                Arc::clone(&shared.metrics),
+                shared.shutdown.clone(),
+            ));
+        }
+        tracker.spawn(
+            Arc::clone(&shared.world)
+                .run_broadcaster(shared.config.broadcast_interval(), shared.shutdown.clone()),
+        );
+
+        shutdown.cancelled().await;
+        info!(clients = shared.registry.len(), "shutting down");
+        shared.shutdown.cancel();
+        tracker.close();
+        tracker.wait().await;
+        info!("shut down");
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    service: Service,
+    shared: Arc<Shared>,
+    tracker: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => admit(stream, peer, service, &shared, &tracker),
+            Err(err) => {
+                error!(%service, cause = %err, "accept failed");
+                tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+            }
+        }
+    }
+}
+
+/// Registers a new connection and runs its service, or refuses it.
+fn admit(
+    stream: TcpStream,
+    peer: SocketAddr,
+    service: Service,
+    shared: &Arc<Shared>,
+    tracker: &TaskTracker,
+) {
+    let registration = match shared.registry.register(service, peer) {
+        Ok(registration) => registration,
+        Err(refusal) => {
+            warn!(%service, %peer, reason = %refusal, "connection refused");
+            shared.metrics.refused(service, refusal.label());
+            return; // dropping the stream closes it
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let shared = Arc::clone(shared);
+    tracker.spawn(async move {
+        let id = registration.id();
+        info!(client = id, %service, %peer, "connected");
+        shared.metrics.connected(service);
+        let reason = match service {
+            Service::Game => services::game::serve(stream, id, &shared).await,
+            Service::TestPackets => services::test_packets::serve(stream, id, &shared).await,
+            Service::Math => services::math::serve(stream, id, &shared).await,
+            Service::Positions => services::positions::serve(stream, id, &shared).await,
+        };
+        drop(registration);
+        shared.metrics.disconnected(service, reason.label());
+        log_disconnect(id, service, &reason);
+    });
+}
+
+fn log_disconnect(id: shared::ClientId, service: Service, reason: &Disconnect) {
+    if reason.is_normal() {
+        info!(client = id, %service, reason = %reason, "disconnected");
+    } else {
+        warn!(client = id, %service, reason = %reason, "disconnected");
+    }
+}

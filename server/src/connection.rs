@@ -1,0 +1,154 @@
+//! What every connection handler shares: why a connection ended, and writing
+//! with a deadline that also gives way to shutdown.
+
+use std::io::IoSlice;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use shared::native::RejectReason;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::ConnectionCounters;
+
+/// Why a connection ended; logged with the client id and counted by label.
+#[derive(Debug, thiserror::Error)]
+pub enum Disconnect {
+    #[error("client closed the connection")]
+    ClientClosed,
+    #[error("client said goodbye")]
+    ClientBye,
+    #[error("protocol violation: {0}")]
+    ProtocolViolation(String),
+    #[error("probe {seq} not echoed in time")]
+    ProbeTimeout { seq: i32 },
+    #[error("socket unwritable for {0:?} (slow consumer)")]
+    WriteTimeout(Duration),
+    #[error("no message for {0:?}")]
+    IdleTimeout(Duration),
+    #[error("no Hello within {0:?}")]
+    HandshakeTimeout(Duration),
+    #[error("handshake rejected: {0}")]
+    Rejected(RejectReason),
+    #[error("server shutting down")]
+    Shutdown,
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Disconnect {
+    /// A short, fixed label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Disconnect::ClientClosed | Disconnect::ClientBye => "client_closed",
+            Disconnect::ProtocolViolation(_) => "protocol_violation",
+            Disconnect::ProbeTimeout { .. } => "probe_timeout",
+            Disconnect::WriteTimeout(_) => "write_timeout",
+            Disconnect::IdleTimeout(_) => "idle_timeout",
+            Disconnect::HandshakeTimeout(_) => "handshake_timeout",
+            Disconnect::Rejected(_) => "rejected",
+            Disconnect::Shutdown => "shutdown",
+            Disconnect::Io(_) => "io_error",
+        }
+    }
+
+    /// Whether the client, not the server or the network, ended it normally.
+    pub fn is_normal(&self) -> bool {
+        matches!(
+            self,
+            Disconnect::ClientClosed | Disconnect::ClientBye | Disconnect::Shutdown
+        )
+    }
+}
+
+/// The write side of a connection: every write has a deadline (a socket that
+/// stays unwritable that long means a slow consumer) and yields to shutdown.
+#[derive(Debug)]
+pub struct Writer {
+    half: OwnedWriteHalf,
+    timeout: Duration,
+    shutdown: CancellationToken,
+    counters: ConnectionCounters,
+}
+
+/// Most buffers handed to one vectored write.
+const MAX_IOVECS: usize = 64;
+
+impl Writer {
+    pub fn new(
+        half: OwnedWriteHalf,
+        timeout: Duration,
+        shutdown: CancellationToken,
+        counters: ConnectionCounters,
+    ) -> Self {
+        Writer {
+            half,
+            timeout,
+            shutdown,
+            counters,
+        }
+    }
+
+    /// Writes `bytes` whole, counting `messages` sent.
+    pub async fn send(&mut self, bytes: &[u8], messages: u64) -> Result<(), Disconnect> {
+        self.send_chunks(vec![Bytes::copy_from_slice(bytes)], messages)
+            .await
+    }
+
+    /// Writes every chunk in order with vectored writes (no copying of shared
+    /// broadcast batches). The deadline restarts whenever the socket takes
+    /// some bytes, so only a socket that stays unwritable times out.
+    pub async fn send_chunks(
+        &mut self,
+        mut chunks: Vec<Bytes>,
+        messages: u64,
+    ) -> Result<(), Disconnect> {
+        chunks.retain(|c| !c.is_empty());
+        let total: usize = chunks.iter().map(Bytes::len).sum();
+        let mut first = 0;
+        while first < chunks.len() {
+            let slices: Vec<IoSlice<'_>> = chunks[first..]
+                .iter()
+                .take(MAX_IOVECS)
+                .map(|c| IoSlice::new(c))
+                .collect();
+            let mut written = tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => return Err(Disconnect::Shutdown),
+                result = tokio::time::timeout(self.timeout, self.half.write_vectored(&slices)) => match result {
+                    Err(_) => return Err(Disconnect::WriteTimeout(self.timeout)),
+                    Ok(Err(err)) => return Err(Disconnect::Io(err)),
+                    Ok(Ok(0)) => return Err(Disconnect::Io(std::io::ErrorKind::WriteZero.into())),
+                    Ok(Ok(n)) => n,
+                },
+            };
+            drop(slices);
+            while written > 0 {
+                let chunk = &mut chunks[first];
+                if written < chunk.len() {
+                    chunk.advance(written);
+                    break;
+                }
+                written -= chunk.len();
+                first += 1;
+            }
+        }
+        self.counters.bytes_out.inc_by(total as u64);
+        self.counters.messages_out.inc_by(messages);
+        Ok(())
+    }
+
+    /// Writes a last message (a goodbye or an error reply) without waiting on
+    /// shutdown, bounded by `limit`, then closes the write side. Failures
+    /// are ignored: the connection is ending anyway.
+    pub async fn send_last(&mut self, bytes: &[u8], limit: Duration) {
+        let _ = tokio::time::timeout(limit, async {
+            self.half.write_all(bytes).await?;
+            self.half.shutdown().await
+        })
+        .await;
+        self.counters.bytes_out.inc_by(bytes.len() as u64);
+        self.counters.messages_out.inc();
+    }
+}

@@ -396,6 +396,7 @@ impl World {
             state.native_subscribers > 0,
         ));
         let limit = BASE_QUEUE_BYTES + QUEUE_BYTES_PER_PLAYER * state.players.len();
+        // (kept in step with `queue_limit`)
         let mut resynced = 0;
         for subscriber in state.subscribers.values_mut() {
             resynced += usize::from(subscriber.push(&batch, limit));
@@ -439,6 +440,16 @@ impl World {
     /// Subscribers resynchronised so far because they fell behind.
     pub fn resync_count(&self) -> u64 {
         self.lock().resyncs
+    }
+
+    /// Bytes queued for subscriber `id` and not yet taken by its connection.
+    pub fn queued_bytes(&self, id: ClientId) -> Option<usize> {
+        self.lock().subscribers.get(&id).map(|s| s.queued_bytes)
+    }
+
+    /// The most a subscriber may have queued before it is resynchronised.
+    pub fn queue_limit(&self) -> usize {
+        BASE_QUEUE_BYTES + QUEUE_BYTES_PER_PLAYER * self.player_count()
     }
 
     /// Latest position of a player, if it is in the world and has one.

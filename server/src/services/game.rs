@@ -89,12 +89,32 @@ pub async fn serve(stream: TcpStream, id: ClientId, shared: &Shared) -> Disconne
         },
         Encoding::Native,
     );
+    // Messages that arrived together with the Hello.
+    let mut replies = BytesMut::new();
+    let answered = match process_received(
+        &mut received,
+        &mut codec,
+        &member,
+        shared,
+        &counters,
+        &mut replies,
+    ) {
+        Ok(answered) => answered,
+        Err(reason) => return reason,
+    };
+    if !replies.is_empty() {
+        if let Err(reason) = writer
+            .send_chunks(vec![replies.split().freeze()], answered)
+            .await
+        {
+            return reason;
+        }
+    }
 
     let idle_timeout = shared.config.idle_timeout();
     let mut keepalive =
         tokio::time::interval_at(Instant::now() + idle_timeout / 3, idle_timeout / 3);
     let mut last_heard = Instant::now();
-    let mut replies = BytesMut::new();
     let mut ping_nonce: u64 = 0;
 
     let reason = loop {
@@ -120,21 +140,10 @@ pub async fn serve(stream: TcpStream, id: ClientId, shared: &Shared) -> Disconne
                     return reason;
                 }
                 last_heard = Instant::now();
-                let mut answered = 0;
-                loop {
-                    match codec.decode(&mut received) {
-                        Ok(Some(message)) => {
-                            counters.messages_in.inc();
-                            match handle(message, &member, shared, &mut replies) {
-                                Ok(true) => answered += 1,
-                                Ok(false) => {}
-                                Err(reason) => return reason,
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(err) => return Disconnect::ProtocolViolation(err.to_string()),
-                    }
-                }
+                let answered = match process_received(&mut received, &mut codec, &member, shared, &counters, &mut replies) {
+                    Ok(answered) => answered,
+                    Err(reason) => return reason,
+                };
                 if !replies.is_empty() {
                     if let Err(reason) = writer.send_chunks(vec![replies.split().freeze()], answered).await {
                         return reason;
@@ -150,6 +159,31 @@ pub async fn serve(stream: TcpStream, id: ClientId, shared: &Shared) -> Disconne
         .send_last(&frame(&goodbye), LAST_MESSAGE_TIMEOUT)
         .await;
     reason
+}
+
+/// Acts on every complete message in `received`; returns how many replies
+/// were queued in `replies`.
+fn process_received(
+    received: &mut BytesMut,
+    codec: &mut FrameCodec<ClientMessage>,
+    member: &crate::world::Membership,
+    shared: &Shared,
+    counters: &ConnectionCounters,
+    replies: &mut BytesMut,
+) -> Result<u64, Disconnect> {
+    let mut answered = 0;
+    loop {
+        match codec.decode(received) {
+            Ok(Some(message)) => {
+                counters.messages_in.inc();
+                if handle(message, member, shared, replies)? {
+                    answered += 1;
+                }
+            }
+            Ok(None) => return Ok(answered),
+            Err(err) => return Err(Disconnect::ProtocolViolation(err.to_string())),
+        }
+    }
 }
 
 /// Reads until one whole message is in (used for the handshake).

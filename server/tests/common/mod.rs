@@ -1,0 +1,217 @@
+//! Helpers for the wire-level tests: a real server on loopback port 0, raw
+//! sockets, and deadlines so a broken rule fails instead of hanging.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures::{SinkExt, StreamExt};
+use server::{Config, Server, ServerAddrs, Shared};
+use shared::ClientId;
+use shared::legacy::{Position, PositionRecord};
+use shared::native::{ClientMessage, FrameCodec, PROTOCOL_VERSION, ServerMessage};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+
+/// Longest a test waits for something that should happen.
+pub const PATIENCE: Duration = Duration::from_secs(5);
+
+pub struct TestServer {
+    pub addrs: ServerAddrs,
+    pub shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        TestServer::with(|_| {}).await
+    }
+
+    pub async fn with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let mut config = Config::ephemeral();
+        adjust(&mut config);
+        let server = Server::bind(config).await.expect("bind on loopback");
+        let addrs = server.local_addrs();
+        let shared = server.shared();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(server.run(shutdown.clone()));
+        TestServer {
+            addrs,
+            shared,
+            shutdown,
+            task,
+        }
+    }
+
+    /// Shuts down and returns how long it took.
+    pub async fn stop(self) -> Duration {
+        let started = std::time::Instant::now();
+        self.shutdown.cancel();
+        tokio::time::timeout(PATIENCE, self.task)
+            .await
+            .expect("server stops in time")
+            .expect("server task");
+        started.elapsed()
+    }
+}
+
+/// Connects to a legacy service and reads the 4-byte id greeting.
+pub async fn connect_legacy(addr: std::net::SocketAddr) -> (TcpStream, ClientId) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let id = read_i32(&mut stream).await;
+    assert!(id > 0, "ids are positive, got {id}");
+    (stream, id)
+}
+
+pub async fn read_exact(stream: &mut TcpStream, len: usize) -> Vec<u8> {
+    let mut buf = vec![0; len];
+    tokio::time::timeout(PATIENCE, stream.read_exact(&mut buf))
+        .await
+        .unwrap_or_else(|_| panic!("no {len} bytes within {PATIENCE:?}"))
+        .expect("read");
+    buf
+}
+
+pub async fn read_i32(stream: &mut TcpStream) -> i32 {
+    i32::from_le_bytes(read_exact(stream, 4).await.try_into().unwrap())
+}
+
+/// Asserts the server closes `stream` (EOF or reset) within `PATIENCE`,
+/// returning whatever bytes came before the close.
+pub async fn expect_closed(stream: &mut TcpStream) -> Vec<u8> {
+    let mut rest = Vec::new();
+    let result = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut rest)).await;
+    assert!(result.is_ok(), "connection still open after {PATIENCE:?}");
+    rest
+}
+
+/// Asserts nothing arrives and the connection stays open for `wait`.
+pub async fn expect_silence(stream: &mut TcpStream, wait: Duration) {
+    let mut byte = [0u8; 1];
+    match tokio::time::timeout(wait, stream.read(&mut byte)).await {
+        Err(_) => {}
+        Ok(Ok(0)) => panic!("connection closed"),
+        Ok(other) => panic!("unexpected read: {other:?} {byte:?}"),
+    }
+}
+
+/// Polls `condition` until it holds or `PATIENCE` runs out.
+pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+pub async fn send_position(stream: &mut TcpStream, x: i16, y: i16) {
+    stream
+        .write_all(&Position::new(x, y).to_bytes())
+        .await
+        .expect("send position");
+}
+
+pub async fn read_record(stream: &mut TcpStream) -> PositionRecord {
+    let bytes = read_exact(stream, PositionRecord::SIZE).await;
+    let id = i32::from_le_bytes(bytes[..4].try_into().unwrap());
+    let x = i16::from_le_bytes(bytes[4..6].try_into().unwrap());
+    let y = i16::from_le_bytes(bytes[6..].try_into().unwrap());
+    PositionRecord { id, x, y }
+}
+
+/// Reads records until one satisfies `wanted`; returns it.
+pub async fn read_record_until(
+    stream: &mut TcpStream,
+    mut wanted: impl FnMut(&PositionRecord) -> bool,
+) -> PositionRecord {
+    loop {
+        let record = read_record(stream).await;
+        if wanted(&record) {
+            return record;
+        }
+    }
+}
+
+/// A native protocol client over a real socket.
+pub struct NativeClient {
+    pub framed: Framed<TcpStream, FrameCodec<ServerMessage>>,
+    pub id: ClientId,
+}
+
+impl NativeClient {
+    /// Connects, says Hello and reads the Welcome.
+    pub async fn join(addr: std::net::SocketAddr, name: &str) -> NativeClient {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        let mut framed = Framed::new(stream, FrameCodec::<ServerMessage>::default());
+        framed
+            .send(ClientMessage::Hello {
+                protocol_version: PROTOCOL_VERSION,
+                name: name.to_owned(),
+            })
+            .await
+            .expect("send hello");
+        let mut client = NativeClient { framed, id: 0 };
+        match client.next().await {
+            ServerMessage::Welcome {
+                id,
+                protocol_version,
+                ..
+            } => {
+                assert_eq!(protocol_version, PROTOCOL_VERSION);
+                client.id = id;
+            }
+            other => panic!("expected Welcome, got {other:?}"),
+        }
+        client
+    }
+
+    pub async fn send(&mut self, message: ClientMessage) {
+        self.framed.send(message).await.expect("send");
+    }
+
+    pub async fn next(&mut self) -> ServerMessage {
+        tokio::time::timeout(PATIENCE, self.framed.next())
+            .await
+            .expect("a message in time")
+            .expect("connection open")
+            .expect("decodable frame")
+    }
+
+    /// Skips messages until `pick` returns something.
+    pub async fn until<T>(&mut self, mut pick: impl FnMut(&ServerMessage) -> Option<T>) -> T {
+        loop {
+            let message = self.next().await;
+            if let Some(found) = pick(&message) {
+                return found;
+            }
+        }
+    }
+}
+
+/// Raw bytes of one native frame.
+pub fn native_frame(message: &ClientMessage) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    shared::native::encode_frame(message, &mut out).unwrap();
+    out.to_vec()
+}
+
+/// Reads and discards whatever is already buffered on `stream`, without waiting.
+pub fn discard_available(stream: &TcpStream) -> usize {
+    let mut buf = [0u8; 65536];
+    let mut total = 0;
+    while let Ok(n) = stream.try_read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        total += n;
+    }
+    total
+}

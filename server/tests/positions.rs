@@ -1,0 +1,188 @@
+//! The legacy "positions" service and the shared world, over real sockets.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use shared::legacy::PositionRecord;
+use tokio::io::AsyncWriteExt;
+
+#[tokio::test]
+async fn sender_sees_its_own_echo() {
+    let server = TestServer::start().await;
+    let (mut client, id) = connect_legacy(server.addrs.positions).await;
+    send_position(&mut client, 10, -20).await;
+    assert_eq!(
+        read_record(&mut client).await,
+        PositionRecord { id, x: 10, y: -20 }
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn every_position_reaches_every_client_in_order() {
+    let server = TestServer::start().await;
+    let (mut a, a_id) = connect_legacy(server.addrs.positions).await;
+    let (mut b, _) = connect_legacy(server.addrs.positions).await;
+    // Several positions in one write, and one split over two writes.
+    let mut burst = Vec::new();
+    for x in 1..=5i16 {
+        burst.extend(shared::legacy::Position::new(x, x).to_bytes());
+    }
+    a.write_all(&burst).await.unwrap();
+    let split = shared::legacy::Position::new(6, 6).to_bytes();
+    a.write_all(&split[..1]).await.unwrap();
+    a.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    a.write_all(&split[1..]).await.unwrap();
+    for reader in [&mut a, &mut b] {
+        for x in 1..=6i16 {
+            let record = read_record_until(reader, |r| r.id == a_id).await;
+            assert_eq!(record, PositionRecord { id: a_id, x, y: x });
+        }
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn newcomer_gets_a_record_for_every_player_with_a_position() {
+    let server = TestServer::start().await;
+    let (mut a, a_id) = connect_legacy(server.addrs.positions).await;
+    let (mut b, b_id) = connect_legacy(server.addrs.positions).await;
+    let (_silent, _) = connect_legacy(server.addrs.positions).await; // no position: no record
+    send_position(&mut a, 1, 2).await;
+    send_position(&mut b, 3, 4).await;
+    read_record_until(&mut a, |r| r.id == b_id).await;
+    let (mut newcomer, newcomer_id) = connect_legacy(server.addrs.positions).await;
+    let mut snapshot = vec![
+        read_record(&mut newcomer).await,
+        read_record(&mut newcomer).await,
+    ];
+    snapshot.sort_by_key(|r| r.id);
+    assert_eq!(
+        snapshot,
+        vec![
+            PositionRecord {
+                id: a_id,
+                x: 1,
+                y: 2
+            },
+            PositionRecord {
+                id: b_id,
+                x: 3,
+                y: 4
+            }
+        ]
+    );
+    expect_silence(&mut newcomer, Duration::from_millis(100)).await;
+    assert!(newcomer_id > b_id);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn leaving_player_with_a_position_sends_the_leave_marker() {
+    let server = TestServer::start().await;
+    let (mut watcher, _) = connect_legacy(server.addrs.positions).await;
+    let (mut leaver, leaver_id) = connect_legacy(server.addrs.positions).await;
+    let (silent, _) = connect_legacy(server.addrs.positions).await;
+    drop(silent); // never had a position: no marker
+    send_position(&mut leaver, 7, 7).await;
+    read_record_until(&mut watcher, |r| r.id == leaver_id).await;
+    drop(leaver);
+    let marker = read_record(&mut watcher).await;
+    assert_eq!(
+        marker,
+        PositionRecord {
+            id: leaver_id,
+            x: -32768,
+            y: -32768
+        }
+    );
+    assert!(marker.is_leave());
+    expect_silence(&mut watcher, Duration::from_millis(100)).await;
+    eventually("world empty of the leaver", || {
+        server.shared.world.player_count() == 1
+    })
+    .await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn reserved_position_is_stored_as_minus_32767() {
+    let server = TestServer::start().await;
+    let (mut client, id) = connect_legacy(server.addrs.positions).await;
+    send_position(&mut client, -32768, -32768).await;
+    assert_eq!(
+        read_record(&mut client).await,
+        PositionRecord {
+            id,
+            x: -32767,
+            y: -32767
+        }
+    );
+    let (mut newcomer, _) = connect_legacy(server.addrs.positions).await;
+    assert_eq!(
+        read_record(&mut newcomer).await,
+        PositionRecord {
+            id,
+            x: -32767,
+            y: -32767
+        }
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_does_not_stall_the_others() {
+    let server = TestServer::with(|c| c.write_timeout_ms = 60_000).await;
+    let (_stuck, stuck_id) = connect_legacy(server.addrs.positions).await;
+    let (mut mover, mover_id) = connect_legacy(server.addrs.positions).await;
+    let (mut watcher, _) = connect_legacy(server.addrs.positions).await;
+    // Far more than socket buffers hold for the stuck client: ~24 MB of records.
+    let mut last = (0, 0);
+    for round in 0..3_000i32 {
+        let mut burst = Vec::new();
+        for i in 0..1000i32 {
+            let n = round * 1000 + i;
+            last = ((n % 30_000) as i16, (n / 30_000) as i16);
+            burst.extend(shared::legacy::Position::new(last.0, last.1).to_bytes());
+        }
+        mover.write_all(&burst).await.unwrap();
+        // Keep the mover's and the watcher's sockets drained so only the stuck client backs up.
+        discard_available(&mover);
+        if round < 2_990 {
+            discard_available(&watcher);
+        }
+    }
+    let latest = read_record_until(&mut watcher, |r| r.id == mover_id && (r.x, r.y) == last).await;
+    assert_eq!((latest.x, latest.y), last);
+    // The stuck client is still connected (write timeout not reached) and its
+    // backlog is bounded (coalesced, latest wins) rather than queued.
+    assert!(server.shared.registry.get(stuck_id).is_some());
+    let queued = server
+        .shared
+        .world
+        .queued_bytes(stuck_id)
+        .expect("stuck client subscribed");
+    assert!(
+        queued <= server.shared.world.queue_limit(),
+        "backlog of {queued} bytes is bounded"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn garbage_free_stream_of_odd_bytes_keeps_the_partial_position() {
+    // 4 bytes are always a position; 3 bytes wait for the 4th.
+    let server = TestServer::start().await;
+    let (mut client, id) = connect_legacy(server.addrs.positions).await;
+    client.write_all(&[5, 0, 6]).await.unwrap();
+    expect_silence(&mut client, Duration::from_millis(100)).await;
+    client.write_all(&[0]).await.unwrap();
+    assert_eq!(
+        read_record(&mut client).await,
+        PositionRecord { id, x: 5, y: 6 }
+    );
+    server.stop().await;
+}

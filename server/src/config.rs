@@ -12,7 +12,7 @@ use clap::Parser;
 /// Every flag can also be set through the environment variable shown in
 /// brackets. A port of 0 means "any free port" (the chosen port is logged).
 #[derive(Debug, Clone, Parser)]
-#[command(name = "server", version, about, long_about = None)]
+#[command(name = "server", version)]
 pub struct Config {
     /// Address every service listens on.
     #[arg(long, env = "GAMESERVER_HOST", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]

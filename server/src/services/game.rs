@@ -16,9 +16,9 @@ use tokio::net::tcp::OwnedReadHalf;
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 
-use super::{READ_BUFFER_BYTES, read_more};
+use super::{Opened, READ_BUFFER_BYTES, open, read_more};
 use crate::Shared;
-use crate::connection::{Disconnect, Writer};
+use crate::connection::Disconnect;
 use crate::metrics::ConnectionCounters;
 use crate::registry::Service;
 use crate::world::Encoding;
@@ -37,14 +37,11 @@ fn frame(message: &ServerMessage) -> BytesMut {
 }
 
 pub async fn serve(stream: TcpStream, id: ClientId, shared: &Shared) -> Disconnect {
-    let counters = shared.metrics.connection(Service::Game);
-    let (mut reader, writer) = stream.into_split();
-    let mut writer = Writer::new(
-        writer,
-        shared.config.write_timeout(),
-        shared.shutdown.clone(),
-        counters.clone(),
-    );
+    let Opened {
+        mut reader,
+        mut writer,
+        counters,
+    } = open(stream, Service::Game, shared);
     let mut codec = FrameCodec::<ClientMessage>::new(shared.config.max_frame_bytes);
     let mut received = BytesMut::with_capacity(READ_BUFFER_BYTES);
 

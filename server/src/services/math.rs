@@ -2,14 +2,14 @@
 
 use bytes::BytesMut;
 use shared::ClientId;
-use shared::legacy::{IdGreeting, MathDecodeError, MathReply, MathRequest, MathRequestCodec};
+use shared::legacy::{MathDecodeError, MathReply, MathRequest, MathRequestCodec};
 use shared::math::{MathOp, MathOutcome, MathStatus};
 use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
 
-use super::{READ_BUFFER_BYTES, read_more};
+use super::{Opened, READ_BUFFER_BYTES, open_legacy, read_more};
 use crate::Shared;
-use crate::connection::{Disconnect, Writer};
+use crate::connection::Disconnect;
 use crate::registry::Service;
 
 /// How long the status-3 reply to a malformed request may take before the
@@ -49,17 +49,14 @@ impl Tally {
 }
 
 pub async fn serve(stream: TcpStream, id: ClientId, shared: &Shared) -> Disconnect {
-    let counters = shared.metrics.connection(Service::Math);
-    let (mut reader, writer) = stream.into_split();
-    let mut writer = Writer::new(
-        writer,
-        shared.config.write_timeout(),
-        shared.shutdown.clone(),
-        counters.clone(),
-    );
-    if let Err(reason) = writer.send(&IdGreeting(id).to_bytes(), 1).await {
-        return reason;
-    }
+    let Opened {
+        mut reader,
+        mut writer,
+        counters,
+    } = match open_legacy(stream, id, Service::Math, shared).await {
+        Ok(opened) => opened,
+        Err(reason) => return reason,
+    };
     let mut received = BytesMut::with_capacity(READ_BUFFER_BYTES);
     let mut replies = BytesMut::with_capacity(READ_BUFFER_BYTES);
     let mut tally = Tally::default();

@@ -4,14 +4,14 @@
 
 use bytes::BytesMut;
 use shared::ClientId;
-use shared::legacy::{IdGreeting, Position, PositionCodec};
+use shared::legacy::{Position, PositionCodec};
 use shared::native::{PlayerInfo, PlayerKind};
 use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
 
-use super::{READ_BUFFER_BYTES, read_more};
+use super::{Opened, READ_BUFFER_BYTES, open_legacy, read_more};
 use crate::Shared;
-use crate::connection::{Disconnect, Writer};
+use crate::connection::Disconnect;
 use crate::registry::Service;
 use crate::world::Encoding;
 
@@ -21,17 +21,14 @@ pub fn legacy_name(id: ClientId) -> String {
 }
 
 pub async fn serve(stream: TcpStream, id: ClientId, shared: &Shared) -> Disconnect {
-    let counters = shared.metrics.connection(Service::Positions);
-    let (mut reader, writer) = stream.into_split();
-    let mut writer = Writer::new(
-        writer,
-        shared.config.write_timeout(),
-        shared.shutdown.clone(),
-        counters.clone(),
-    );
-    if let Err(reason) = writer.send(&IdGreeting(id).to_bytes(), 1).await {
-        return reason;
-    }
+    let Opened {
+        mut reader,
+        mut writer,
+        counters,
+    } = match open_legacy(stream, id, Service::Positions, shared).await {
+        Ok(opened) => opened,
+        Err(reason) => return reason,
+    };
     let info = PlayerInfo {
         id,
         name: legacy_name(id),

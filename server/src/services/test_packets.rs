@@ -5,13 +5,13 @@ use std::collections::VecDeque;
 
 use bytes::{Buf, BytesMut};
 use shared::ClientId;
-use shared::legacy::{IdGreeting, Probe};
+use shared::legacy::Probe;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::read_more;
+use super::{Opened, open_legacy, read_more};
 use crate::Shared;
-use crate::connection::{Disconnect, Writer};
+use crate::connection::Disconnect;
 use crate::registry::Service;
 
 struct Outstanding {
@@ -21,17 +21,14 @@ struct Outstanding {
 }
 
 pub async fn serve(stream: TcpStream, id: ClientId, shared: &Shared) -> Disconnect {
-    let counters = shared.metrics.connection(Service::TestPackets);
-    let (mut reader, writer) = stream.into_split();
-    let mut writer = Writer::new(
-        writer,
-        shared.config.write_timeout(),
-        shared.shutdown.clone(),
-        counters.clone(),
-    );
-    if let Err(reason) = writer.send(&IdGreeting(id).to_bytes(), 1).await {
-        return reason;
-    }
+    let Opened {
+        mut reader,
+        mut writer,
+        counters,
+    } = match open_legacy(stream, id, Service::TestPackets, shared).await {
+        Ok(opened) => opened,
+        Err(reason) => return reason,
+    };
 
     let interval = shared.config.probe_interval();
     let mut ticker = tokio::time::interval_at(Instant::now() + interval, interval);

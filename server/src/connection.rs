@@ -53,6 +53,15 @@ impl Disconnect {
         }
     }
 
+    /// Whether the client should be told why with a native `Goodbye`: not
+    /// when it left by itself or its socket is unusable.
+    pub fn deserves_goodbye(&self) -> bool {
+        matches!(
+            self,
+            Disconnect::Shutdown | Disconnect::IdleTimeout(_) | Disconnect::ProtocolViolation(_)
+        )
+    }
+
     /// Whether the client, not the server or the network, ended it normally.
     pub fn is_normal(&self) -> bool {
         matches!(
@@ -70,7 +79,13 @@ pub struct Writer {
     timeout: Duration,
     shutdown: CancellationToken,
     counters: ConnectionCounters,
+    /// Set when a write stopped in the middle of a message.
+    broken: bool,
 }
+
+/// How long a message already half written may take to finish once the
+/// server is shutting down.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(300);
 
 /// Most buffers handed to one vectored write.
 const MAX_IOVECS: usize = 64;
@@ -87,6 +102,7 @@ impl Writer {
             timeout,
             shutdown,
             counters,
+            broken: false,
         }
     }
 
@@ -107,23 +123,50 @@ impl Writer {
         chunks.retain(|c| !c.is_empty());
         let total: usize = chunks.iter().map(Bytes::len).sum();
         let mut first = 0;
+        let mut progress = 0;
         while first < chunks.len() {
             let slices: Vec<IoSlice<'_>> = chunks[first..]
                 .iter()
                 .take(MAX_IOVECS)
                 .map(|c| IoSlice::new(c))
                 .collect();
-            let mut written = tokio::select! {
+            let write = tokio::time::timeout(self.timeout, self.half.write_vectored(&slices));
+            tokio::pin!(write);
+            let result = tokio::select! {
                 biased;
-                _ = self.shutdown.cancelled() => return Err(Disconnect::Shutdown),
-                result = tokio::time::timeout(self.timeout, self.half.write_vectored(&slices)) => match result {
-                    Err(_) => return Err(Disconnect::WriteTimeout(self.timeout)),
-                    Ok(Err(err)) => return Err(Disconnect::Io(err)),
-                    Ok(Ok(0)) => return Err(Disconnect::Io(std::io::ErrorKind::WriteZero.into())),
-                    Ok(Ok(n)) => n,
-                },
+                result = &mut write => result,
+                _ = self.shutdown.cancelled() => {
+                    if progress == 0 {
+                        return Err(Disconnect::Shutdown);
+                    }
+                    // Half a message is out: finish it briefly so a goodbye
+                    // can follow on a clean message boundary.
+                    match tokio::time::timeout(SHUTDOWN_GRACE, &mut write).await {
+                        Ok(result) => result,
+                        Err(_) => {
+                            self.broken = true;
+                            return Err(Disconnect::Shutdown);
+                        }
+                    }
+                }
+            };
+            let mut written = match result {
+                Ok(Ok(n)) if n > 0 => n,
+                Err(_) => {
+                    self.broken = progress > 0;
+                    return Err(Disconnect::WriteTimeout(self.timeout));
+                }
+                Ok(Err(err)) => {
+                    self.broken = true;
+                    return Err(Disconnect::Io(err));
+                }
+                Ok(Ok(_)) => {
+                    self.broken = true;
+                    return Err(Disconnect::Io(std::io::ErrorKind::WriteZero.into()));
+                }
             };
             drop(slices);
+            progress += written;
             while written > 0 {
                 let chunk = &mut chunks[first];
                 if written < chunk.len() {
@@ -143,6 +186,9 @@ impl Writer {
     /// shutdown, bounded by `limit`, then closes the write side. Failures
     /// are ignored: the connection is ending anyway.
     pub async fn send_last(&mut self, bytes: &[u8], limit: Duration) {
+        if self.broken {
+            return; // mid-message: more bytes would be garbage to the client
+        }
         let _ = tokio::time::timeout(limit, async {
             self.half.write_all(bytes).await?;
             self.half.shutdown().await

@@ -88,7 +88,7 @@ pub async fn serve(stream: TcpStream, id: ClientId, shared: &Shared) -> Disconne
     );
     // Messages that arrived together with the Hello.
     let mut replies = BytesMut::new();
-    let answered = match process_received(
+    let early = match process_received(
         &mut received,
         &mut codec,
         &member,
@@ -96,17 +96,13 @@ pub async fn serve(stream: TcpStream, id: ClientId, shared: &Shared) -> Disconne
         &counters,
         &mut replies,
     ) {
-        Ok(answered) => answered,
-        Err(reason) => return reason,
-    };
-    if !replies.is_empty() {
-        if let Err(reason) = writer
+        Err(reason) => Some(reason),
+        Ok(_) if replies.is_empty() => None,
+        Ok(answered) => writer
             .send_chunks(vec![replies.split().freeze()], answered)
             .await
-        {
-            return reason;
-        }
-    }
+            .err(),
+    };
 
     let idle_timeout = shared.config.idle_timeout();
     let mut keepalive =
@@ -114,47 +110,53 @@ pub async fn serve(stream: TcpStream, id: ClientId, shared: &Shared) -> Disconne
     let mut last_heard = Instant::now();
     let mut ping_nonce: u64 = 0;
 
-    let reason = loop {
-        tokio::select! {
-            _ = shared.shutdown.cancelled() => break Disconnect::Shutdown,
-            _ = member.changed() => {
-                let outgoing = member.take_outgoing();
-                if let Err(reason) = writer.send_chunks(outgoing.chunks, outgoing.messages).await {
-                    return reason;
+    let reason = if let Some(reason) = early {
+        reason
+    } else {
+        loop {
+            tokio::select! {
+                _ = shared.shutdown.cancelled() => break Disconnect::Shutdown,
+                _ = member.changed() => {
+                    let outgoing = member.take_outgoing();
+                    if let Err(reason) = writer.send_chunks(outgoing.chunks, outgoing.messages).await {
+                        break reason;
+                    }
                 }
-            }
-            _ = keepalive.tick() => {
-                if last_heard.elapsed() >= idle_timeout {
-                    break Disconnect::IdleTimeout(idle_timeout);
+                _ = keepalive.tick() => {
+                    if last_heard.elapsed() >= idle_timeout {
+                        break Disconnect::IdleTimeout(idle_timeout);
+                    }
+                    ping_nonce += 1;
+                    if let Err(reason) = writer.send(&frame(&ServerMessage::Ping { nonce: ping_nonce }), 1).await {
+                        break reason;
+                    }
                 }
-                ping_nonce += 1;
-                if let Err(reason) = writer.send(&frame(&ServerMessage::Ping { nonce: ping_nonce }), 1).await {
-                    return reason;
-                }
-            }
-            result = read_more(&mut reader, &mut received, &counters) => {
-                if let Err(reason) = result {
-                    return reason;
-                }
-                last_heard = Instant::now();
-                let answered = match process_received(&mut received, &mut codec, &member, shared, &counters, &mut replies) {
-                    Ok(answered) => answered,
-                    Err(reason) => return reason,
-                };
-                if !replies.is_empty() {
-                    if let Err(reason) = writer.send_chunks(vec![replies.split().freeze()], answered).await {
-                        return reason;
+                result = read_more(&mut reader, &mut received, &counters) => {
+                    if let Err(reason) = result {
+                        break reason;
+                    }
+                    last_heard = Instant::now();
+                    let answered = match process_received(&mut received, &mut codec, &member, shared, &counters, &mut replies) {
+                        Ok(answered) => answered,
+                        Err(reason) => break reason,
+                    };
+                    if !replies.is_empty() {
+                        if let Err(reason) = writer.send_chunks(vec![replies.split().freeze()], answered).await {
+                            break reason;
+                        }
                     }
                 }
             }
         }
     };
-    let goodbye = ServerMessage::Goodbye {
-        reason: reason.to_string(),
-    };
-    writer
-        .send_last(&frame(&goodbye), LAST_MESSAGE_TIMEOUT)
-        .await;
+    if reason.deserves_goodbye() {
+        let goodbye = ServerMessage::Goodbye {
+            reason: reason.to_string(),
+        };
+        writer
+            .send_last(&frame(&goodbye), LAST_MESSAGE_TIMEOUT)
+            .await;
+    }
     reason
 }
 

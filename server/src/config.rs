@@ -71,7 +71,8 @@ pub struct Config {
     /// Shortest time between two broadcasts of the world, in milliseconds.
     /// Positions arriving in between are sent together in one write per
     /// client (still in order, and every one of them unless a client falls
-    /// behind); an isolated position is sent at once.
+    /// behind); an isolated position is sent at once. With more than 500
+    /// players listening the interval stretches by 20 µs each, up to 25 ms.
     #[arg(long, env = "GAMESERVER_BROADCAST_INTERVAL_MS", default_value_t = 10)]
     pub broadcast_interval_ms: u64,
 

@@ -71,9 +71,9 @@ pub struct Config {
     /// Shortest time between two broadcasts of the world, in milliseconds.
     /// Positions arriving in between are sent together in one write per
     /// client (still in order, and every one of them unless a client falls
-    /// behind); an isolated position is sent at once. With more than 500
+    /// behind); an isolated position is sent at once. With more than 250
     /// players listening the interval stretches by 20 µs each, up to 25 ms.
-    #[arg(long, env = "GAMESERVER_BROADCAST_INTERVAL_MS", default_value_t = 10)]
+    #[arg(long, env = "GAMESERVER_BROADCAST_INTERVAL_MS", default_value_t = 5)]
     pub broadcast_interval_ms: u64,
 
     /// Serve Prometheus metrics on http://ADDR/metrics (and /healthz), e.g.
@@ -99,7 +99,7 @@ impl Default for Config {
             handshake_timeout_ms: 5000,
             idle_timeout_ms: 30_000,
             write_timeout_ms: 10_000,
-            broadcast_interval_ms: 10,
+            broadcast_interval_ms: 5,
             metrics: None,
         }
     }

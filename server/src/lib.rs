@@ -37,6 +37,23 @@ use world::World;
 /// file descriptors) before trying again.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
+/// Pending connections the kernel may queue per listener before we accept
+/// them: a burst of a few thousand players connecting at once must not
+/// overflow it (tokio's default is 1024; Linux caps it at `somaxconn`).
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // Lets a restarted server bind while old connections sit in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// State every connection handler shares.
 #[derive(Debug)]
 pub struct Shared {
@@ -72,7 +89,7 @@ impl Server {
         let bind = |port: u16, service: Service| {
             let addr = SocketAddr::new(config.host, port);
             async move {
-                TcpListener::bind(addr).await.map_err(|err| {
+                listen(addr).map_err(|err| {
                     std::io::Error::new(
                         err.kind(),
                         format!("cannot listen on {addr} ({service} service): {err}"),

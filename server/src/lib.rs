@@ -54,6 +54,20 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
+/// Kernel send buffer of every client socket. Left alone, Linux grows it up
+/// to megabytes per socket, where a lagging client's backlog would pile up
+/// out of the world's reach; kept small, a lagging client's socket fills
+/// quickly, its backlog stays in the world's queue, and the world coalesces
+/// it (latest wins) instead of delivering seconds-old positions.
+pub const SEND_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Socket options of every accepted connection.
+fn tune(stream: &TcpStream) {
+    // Small messages go out at once instead of waiting for Nagle.
+    let _ = stream.set_nodelay(true);
+    let _ = socket2::SockRef::from(stream).set_send_buffer_size(SEND_BUFFER_BYTES);
+}
+
 /// State every connection handler shares.
 #[derive(Debug)]
 pub struct Shared {
@@ -234,7 +248,7 @@ fn admit(
             return; // dropping the stream closes it
         }
     };
-    let _ = stream.set_nodelay(true);
+    tune(&stream);
     let shared = Arc::clone(shared);
     tracker.spawn(async move {
         let id = registration.id();

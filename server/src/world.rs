@@ -30,9 +30,10 @@ use tokio_util::sync::CancellationToken;
 
 /// Bytes a subscriber may have queued before it is resynchronised, plus
 /// [`QUEUE_BYTES_PER_PLAYER`] for every player in the world.
-pub const BASE_QUEUE_BYTES: usize = 64 * 1024;
-/// Per-player allowance of a subscriber's queue (a few updates per player).
-pub const QUEUE_BYTES_PER_PLAYER: usize = 64;
+pub const BASE_QUEUE_BYTES: usize = 16 * 1024;
+/// Per-player allowance of a subscriber's queue: about two snapshots' worth,
+/// past which a fresh snapshot is cheaper to send than the backlog.
+pub const QUEUE_BYTES_PER_PLAYER: usize = 32;
 /// Each subscriber stretches the broadcast interval by this much (up to
 /// [`MAX_ADAPTIVE_INTERVAL`]): with a wide fan-out, one write per client per
 /// broadcast dominates the server's cost, so fewer, larger writes keep it

@@ -199,9 +199,15 @@ async fn churn_across_all_services_leaves_nothing_behind() {
 #[tokio::test]
 async fn shutdown_under_load_is_quick_and_says_goodbye() {
     let server = TestServer::with(|c| c.write_timeout_ms = 60_000).await;
+    // Native players keep reading, as a real client does, until the goodbye.
     let mut natives = Vec::new();
     for i in 0..20 {
-        natives.push(NativeClient::join(server.addrs.game, &format!("n{i}")).await);
+        let mut native = NativeClient::join(server.addrs.game, &format!("n{i}")).await;
+        natives.push(tokio::spawn(async move {
+            native
+                .until(|m| matches!(m, ServerMessage::Goodbye { .. }).then_some(()))
+                .await
+        }));
     }
     let mut legacy = Vec::new();
     for _ in 0..50 {
@@ -224,10 +230,8 @@ async fn shutdown_under_load_is_quick_and_says_goodbye() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let took = server.stop().await;
     assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
-    for native in &mut natives {
-        native
-            .until(|m| matches!(m, ServerMessage::Goodbye { .. }).then_some(()))
-            .await;
+    for native in natives {
+        native.await.expect("every native client got its goodbye");
     }
     for stream in &mut legacy {
         expect_closed(stream).await;

@@ -1,3 +1,93 @@
-fn main() {
-    let _ = bevy::app::App::new();
+//! `game_client`: parses the command line and assembles plugins; everything
+//! else lives in the library (see `lib.rs`).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bevy::app::{ScheduleRunnerPlugin, TerminalCtrlCHandlerPlugin};
+use bevy::log::LogPlugin;
+use bevy::prelude::*;
+use bevy::state::app::StatesPlugin;
+use bevy::window::{WindowPosition, WindowResolution};
+use clap::Parser;
+use game_client::auto_exit::AutoExitPlugin;
+use game_client::cli::{Cli, Command, RunArgs};
+use game_client::embedded_server::{EmbeddedServerPlugin, ensure_local_server};
+use game_client::network::NetworkThreadPlugin;
+use game_client::overlay::OverlayPlugin;
+use game_client::{GameLogicPlugins, ViewPlugins, bench, demo};
+
+/// Frame period of the headless loop (60 Hz).
+const HEADLESS_FRAME_PERIOD: Duration = Duration::from_nanos(16_666_667);
+/// Window size, logical pixels.
+const WINDOW_SIZE_PX: (u32, u32) = (800, 600);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Demo(args)) => demo::run_demo(&args),
+        Some(Command::BenchEcs(args)) => bench::run_bench(&args),
+        None => run_client(&cli.run),
+    }
+}
+
+fn run_client(args: &RunArgs) -> ExitCode {
+    let settings = args.settings();
+    let mut app = App::new();
+    if args.headless {
+        app.add_plugins((
+            MinimalPlugins.set(ScheduleRunnerPlugin::run_loop(HEADLESS_FRAME_PERIOD)),
+            LogPlugin::default(),
+            StatesPlugin,
+            bevy::input::InputPlugin,
+            TerminalCtrlCHandlerPlugin,
+        ));
+    } else {
+        let position = match args.window_at {
+            Some((x, y)) => WindowPosition::At(IVec2::new(x, y)),
+            None => WindowPosition::Automatic,
+        };
+        app.add_plugins(
+            DefaultPlugins
+                .set(WindowPlugin {
+                    primary_window: Some(Window {
+                        title: format!("netgame — {}", settings.name),
+                        resolution: WindowResolution::new(WINDOW_SIZE_PX.0, WINDOW_SIZE_PX.1),
+                        position,
+                        ..default()
+                    }),
+                    ..default()
+                })
+                .set(AssetPlugin {
+                    file_path: concat!(env!("CARGO_MANIFEST_DIR"), "/../assets").into(),
+                    ..default()
+                }),
+        );
+    }
+    // After the log plugin, so what the embedded server does is logged.
+    let (target, embedded) = match &args.connect {
+        Some(target) => (target.clone(), None),
+        None => ensure_local_server(),
+    };
+    app.insert_resource(settings.clone()).add_plugins((
+        EmbeddedServerPlugin::new(embedded),
+        NetworkThreadPlugin {
+            target,
+            name: settings.name.clone(),
+        },
+        GameLogicPlugins,
+        AutoExitPlugin {
+            exit_after_secs: args.exit_after,
+            screenshot: args.screenshot.clone(),
+        },
+    ));
+    if !args.headless {
+        app.add_plugins(ViewPlugins.set(OverlayPlugin {
+            start_enabled: args.overlay,
+        }));
+    }
+    match app.run() {
+        AppExit::Success => ExitCode::SUCCESS,
+        AppExit::Error(code) => ExitCode::from(code.get()),
+    }
 }

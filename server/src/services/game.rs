@@ -140,10 +140,10 @@ pub async fn serve(stream: TcpStream, id: ClientId, shared: &Shared) -> Disconne
                         Ok(answered) => answered,
                         Err(reason) => break reason,
                     };
-                    if !replies.is_empty() {
-                        if let Err(reason) = writer.send_chunks(vec![replies.split().freeze()], answered).await {
-                            break reason;
-                        }
+                    if !replies.is_empty()
+                        && let Err(reason) = writer.send_chunks(vec![replies.split().freeze()], answered).await
+                    {
+                        break reason;
                     }
                 }
             }

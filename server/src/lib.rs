@@ -180,8 +180,13 @@ impl Server {
         } = self;
         let tracker = TaskTracker::new();
         for (service, listener) in listeners {
-            let addr = listener.local_addr().ok();
-            info!(%service, addr = ?addr, "listening");
+            let addr = match service {
+                Service::Game => addrs.game,
+                Service::TestPackets => addrs.test,
+                Service::Math => addrs.math,
+                Service::Positions => addrs.positions,
+            };
+            info!(%service, %addr, "listening");
             tracker.spawn(accept_loop(
                 listener,
                 service,
@@ -190,7 +195,9 @@ impl Server {
             ));
         }
         if let Some(listener) = metrics_listener {
-            info!(addr = ?addrs.metrics, "serving metrics on /metrics and /healthz");
+            if let Some(addr) = addrs.metrics {
+                info!(%addr, "serving metrics on /metrics and /healthz");
+            }
             tracker.spawn(metrics::serve(
                 listener,
                 Arc::clone(&shared.metrics),

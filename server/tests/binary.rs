@@ -95,12 +95,7 @@ async fn sigterm_says_goodbye_closes_everyone_and_exits_zero_within_two_seconds(
     assert!(exit.success(), "exit status {exit:?}");
     assert!(started.elapsed() < Duration::from_secs(2));
 
-    let reason = native
-        .until(|m| match m {
-            ServerMessage::Goodbye { reason } => Some(reason.clone()),
-            _ => None,
-        })
-        .await;
+    let reason = native.goodbye().await;
     assert!(reason.contains("shutting down"), "{reason}");
     expect_closed(&mut legacy).await;
     expect_closed(&mut math).await;

@@ -173,12 +173,7 @@ async fn shutdown_sends_goodbye_to_native_clients() {
     let (mut legacy, _) = connect_legacy(server.addrs.positions).await;
     let took = server.stop().await;
     assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
-    let reason = client
-        .until(|m| match m {
-            ServerMessage::Goodbye { reason } => Some(reason.clone()),
-            _ => None,
-        })
-        .await;
+    let reason = client.goodbye().await;
     assert!(reason.contains("shutting down"), "{reason}");
     expect_closed(&mut legacy).await;
 }
@@ -199,12 +194,7 @@ async fn idle_native_client_is_pinged_then_dropped() {
     client
         .until(|m| matches!(m, ServerMessage::Ping { .. }).then_some(()))
         .await;
-    let reason = client
-        .until(|m| match m {
-            ServerMessage::Goodbye { reason } => Some(reason.clone()),
-            _ => None,
-        })
-        .await;
+    let reason = client.goodbye().await;
     assert!(reason.contains("no message"), "{reason}");
     server.stop().await;
 }

@@ -185,6 +185,15 @@ impl NativeClient {
             .expect("decodable frame")
     }
 
+    /// Skips messages until the server's `Goodbye`; returns its reason.
+    pub async fn goodbye(&mut self) -> String {
+        self.until(|m| match m {
+            ServerMessage::Goodbye { reason } => Some(reason.clone()),
+            _ => None,
+        })
+        .await
+    }
+
     /// Skips messages until `pick` returns something.
     pub async fn until<T>(&mut self, mut pick: impl FnMut(&ServerMessage) -> Option<T>) -> T {
         loop {

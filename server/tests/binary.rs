@@ -8,7 +8,6 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
-use shared::native::ServerMessage;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 

@@ -50,6 +50,13 @@ pub fn broadcast_interval(min_interval: Duration, subscribers: usize) -> Duratio
     min_interval.max(stretched.min(MAX_ADAPTIVE_INTERVAL))
 }
 
+/// Positions of one player that a single broadcast carries in full; past
+/// that, the player's newest position replaces its last one in the batch.
+/// Bursts (several positions in one TCP read) are delivered whole; a client
+/// sending faster than this (32 per 5 to 25 ms) is coalesced, latest wins,
+/// so one flooder cannot fill everyone's pipe with its own moves.
+pub const MAX_MOVES_PER_BROADCAST: u32 = 32;
+
 /// The log is compacted once it holds this many entries, or two per player.
 const LOG_COMPACT_MIN: usize = 4096;
 
@@ -162,6 +169,9 @@ fn push_frame(message: &ServerMessage, out: &mut BytesMut) {
 struct Player {
     info: PlayerInfo,
     position: Option<Position>,
+    /// Moves of this player in the current log, and where the last one is.
+    moves_in_log: u32,
+    last_move_index: usize,
 }
 
 #[derive(Debug)]
@@ -230,6 +240,23 @@ impl State {
             index += 1;
             keep
         });
+        self.note_moves_in_log();
+    }
+
+    /// Recounts every player's moves in the log (after it was taken or
+    /// compacted).
+    fn note_moves_in_log(&mut self) {
+        for player in self.players.values_mut() {
+            player.moves_in_log = 0;
+        }
+        for (index, event) in self.log.iter().enumerate() {
+            if let Event::Moved(id, _) = event
+                && let Some(player) = self.players.get_mut(id)
+            {
+                player.moves_in_log += 1;
+                player.last_move_index = index;
+            }
+        }
     }
 }
 
@@ -311,6 +338,8 @@ impl World {
                 Player {
                     info: info.clone(),
                     position: None,
+                    moves_in_log: 0,
+                    last_move_index: 0,
                 },
             );
             state.log.push(Event::Joined(info));
@@ -345,13 +374,21 @@ impl World {
         };
         {
             let mut state = self.lock();
+            let state = &mut *state;
             let Some(player) = state.players.get_mut(&id) else {
                 return;
             };
             player.position = Some(last.sanitized());
-            state
-                .log
-                .extend(positions.iter().map(|p| Event::Moved(id, p.sanitized())));
+            for position in positions {
+                let event = Event::Moved(id, position.sanitized());
+                if player.moves_in_log < MAX_MOVES_PER_BROADCAST {
+                    player.moves_in_log += 1;
+                    player.last_move_index = state.log.len();
+                    state.log.push(event);
+                } else {
+                    state.log[player.last_move_index] = event;
+                }
+            }
             if state.log.len() >= LOG_COMPACT_MIN.max(2 * state.players.len()) {
                 state.compact_log();
             }
@@ -407,6 +444,7 @@ impl World {
             return 0;
         }
         let log = std::mem::take(&mut state.log);
+        state.note_moves_in_log();
         let batch = Arc::new(Batch::build(
             &log,
             state.legacy_subscribers > 0,
@@ -633,6 +671,37 @@ mod tests {
                 x: 9999,
                 y: 0
             })
+        );
+    }
+
+    #[test]
+    fn a_flooder_gets_a_few_moves_per_broadcast_and_the_latest_wins() {
+        let world = World::new();
+        let flooder = world.join(info(1), Encoding::Legacy);
+        let other = world.join(info(2), Encoding::Legacy);
+        world.broadcast();
+        let _ = other.take_outgoing();
+        let flood: Vec<Position> = (0..1000).map(|i| Position::new(i, 0)).collect();
+        flooder.set_positions(&flood[..500]);
+        other.set_positions(&[Position::new(7, 7)]);
+        flooder.set_positions(&flood[500..]);
+        world.broadcast();
+        let got = records(&other.take_outgoing());
+        let mine: Vec<i16> = got.iter().filter(|r| r.id == 1).map(|r| r.x).collect();
+        let kept = MAX_MOVES_PER_BROADCAST as i16 - 1;
+        let expected: Vec<i16> = (0..kept).chain([999]).collect();
+        assert_eq!(mine, expected, "first moves in order, then the latest");
+        assert!(got.contains(&PositionRecord { id: 2, x: 7, y: 7 }));
+        // The next broadcast carries moves in full again.
+        flooder.set_positions(&[Position::new(5, 5), Position::new(6, 6)]);
+        world.broadcast();
+        let got = records(&other.take_outgoing());
+        assert_eq!(
+            got,
+            vec![
+                PositionRecord { id: 1, x: 5, y: 5 },
+                PositionRecord { id: 1, x: 6, y: 6 }
+            ]
         );
     }
 

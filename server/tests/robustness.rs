@@ -299,3 +299,61 @@ async fn ids_come_from_one_space_shared_by_every_service() {
     assert_eq!(server.shared.registry.len(), 4);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_flooding_client_does_not_starve_the_others() {
+    let server = TestServer::start().await;
+    let (flooder, flooder_id) = connect_legacy(server.addrs.positions).await;
+    let (mut quiet, quiet_id) = connect_legacy(server.addrs.positions).await;
+    let (mut reader, mut writer) = flooder.into_split();
+    // The flooder writes positions as fast as the socket takes them, and
+    // reads (and drops) everything so only its input is excessive.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let flood = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let burst: Vec<u8> = (0..4096i16)
+                .flat_map(|i| shared::legacy::Position::new(i, -i).to_bytes())
+                .collect();
+            while !stop.is_cancelled() {
+                if writer.write_all(&burst).await.is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let drain = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let mut sink = vec![0u8; 65536];
+        while let Ok(n) = reader.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // While the flood goes on, the quiet client's positions still come back
+    // (a coalesced backlog may repeat an older one first: latest wins) and it
+    // keeps seeing the flooder move.
+    for x in 1..=5i16 {
+        send_position(&mut quiet, x, 500).await;
+        let echo = read_record_until(&mut quiet, |r| r.id == quiet_id && r.x == x).await;
+        assert_eq!(
+            echo,
+            PositionRecord {
+                id: quiet_id,
+                x,
+                y: 500
+            }
+        );
+    }
+    read_record_until(&mut quiet, |r| r.id == flooder_id).await;
+    assert!(
+        server.shared.registry.get(flooder_id).is_some(),
+        "flooding is allowed, not a reason to drop"
+    );
+    stop.cancel();
+    flood.abort();
+    drain.abort();
+    server.stop().await;
+}

@@ -16,13 +16,14 @@ use crate::math::MathReport;
 use crate::positions::PositionsReport;
 use crate::stats::LatencySummary;
 
+/// ` [label]` after a table's title, or nothing.
+fn label_suffix(label: Option<&str>) -> String {
+    label.map(|l| format!(" [{l}]")).unwrap_or_default()
+}
+
 pub fn positions_table(r: &PositionsReport) -> String {
     let mut s = String::new();
-    let label = r
-        .label
-        .as_deref()
-        .map(|l| format!(" [{l}]"))
-        .unwrap_or_default();
+    let label = label_suffix(r.label.as_deref());
     let _ = writeln!(
         s,
         "positions{label}: {} at {} Hz for {} s",
@@ -109,11 +110,7 @@ pub fn positions_table(r: &PositionsReport) -> String {
 
 pub fn math_table(r: &MathReport) -> String {
     let mut s = String::new();
-    let label = r
-        .label
-        .as_deref()
-        .map(|l| format!(" [{l}]"))
-        .unwrap_or_default();
+    let label = label_suffix(r.label.as_deref());
     let _ = writeln!(s, "math{label}: {} for {} s", r.addr, r.seconds);
     let e = &r.errors;
     let rows: Vec<(&str, String)> = vec![
@@ -153,11 +150,7 @@ pub fn math_table(r: &MathReport) -> String {
 
 pub fn idle_table(r: &IdleReport) -> String {
     let mut s = String::new();
-    let label = r
-        .label
-        .as_deref()
-        .map(|l| format!(" [{l}]"))
-        .unwrap_or_default();
+    let label = label_suffix(r.label.as_deref());
     let _ = writeln!(s, "idle{label}: {}", r.addr);
     let rows: Vec<(&str, String)> = vec![
         (

@@ -8,7 +8,7 @@ use bytes::BytesMut;
 use shared::ClientId;
 use shared::math::MathOutcome;
 use shared::native::{
-    ClientMessage, FrameCodec, MAX_NAME_LEN, PROTOCOL_VERSION, PlayerInfo, PlayerKind,
+    ClientMessage, FrameCodec, MAX_NAME_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, PlayerInfo, PlayerKind,
     RejectReason, ServerMessage, encode_frame,
 };
 use tokio::net::TcpStream;
@@ -213,7 +213,7 @@ fn check_hello(message: ClientMessage, id: ClientId) -> Result<String, RejectRea
     else {
         return Err(RejectReason::ExpectedHello);
     };
-    if protocol_version != PROTOCOL_VERSION {
+    if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&protocol_version) {
         return Err(RejectReason::UnsupportedVersion {
             client: protocol_version,
             server: PROTOCOL_VERSION,
@@ -266,6 +266,9 @@ fn handle(
         }
         ClientMessage::Ping { nonce } => ServerMessage::Pong { nonce },
         ClientMessage::Pong { .. } => return Ok(false),
+        // Area of interest is not filtered yet: the full broadcast is a
+        // superset of any view.
+        ClientMessage::View { .. } => return Ok(false),
         ClientMessage::Bye => return Err(Disconnect::ClientBye),
         ClientMessage::Hello { .. } => {
             return Err(Disconnect::ProtocolViolation("second Hello".to_owned()));

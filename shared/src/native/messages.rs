@@ -24,6 +24,13 @@ pub enum ClientMessage {
     Pong { nonce: u64 },
     /// I am leaving; the server closes the session.
     Bye,
+    /// Area of interest (protocol version 2): from now on, send me only the
+    /// players within `half_extent` of `center` on both axes (plus a margin),
+    /// a snapshot of that region whenever the view moves, and a
+    /// [`ServerMessage::PlayerLeft`] for each player that drops out of it.
+    /// A `half_extent` of 0 means "the whole world" again. Version-1 clients
+    /// never send it and get the full broadcast, as before.
+    View { center: Position, half_extent: u16 },
 }
 
 /// What the server sends to a native client.

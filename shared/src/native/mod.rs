@@ -19,8 +19,12 @@ mod messages;
 pub use codec::{FrameCodec, FrameError, encode_frame};
 pub use messages::*;
 
-/// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The protocol version this build speaks. Version 2 added
+/// [`ClientMessage::View`] (area of interest); nothing else changed.
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The oldest protocol version a server of this build still serves.
+pub const MIN_PROTOCOL_VERSION: u32 = 1;
 
 /// Default largest payload accepted in one frame. Every message we send is far
 /// smaller except a [`ServerMessage::Snapshot`] of a very full world

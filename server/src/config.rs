@@ -63,6 +63,12 @@ pub struct Config {
     #[arg(long, env = "GAMESERVER_IDLE_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(3..))]
     pub idle_timeout_ms: u64,
 
+    /// A native message started but not completed within this time drops
+    /// the client (bytes trickling into a message never count as activity),
+    /// in milliseconds.
+    #[arg(long, env = "GAMESERVER_MESSAGE_TIMEOUT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub message_timeout_ms: u64,
+
     /// A client whose socket stays unwritable this long is dropped as a slow
     /// consumer, in milliseconds.
     #[arg(long, env = "GAMESERVER_WRITE_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
@@ -98,6 +104,7 @@ impl Default for Config {
             max_frame_bytes: 64 * 1024,
             handshake_timeout_ms: 5000,
             idle_timeout_ms: 30_000,
+            message_timeout_ms: 5000,
             write_timeout_ms: 10_000,
             broadcast_interval_ms: 5,
             metrics: None,
@@ -133,6 +140,10 @@ impl Config {
 
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_millis(self.idle_timeout_ms)
+    }
+
+    pub fn message_timeout(&self) -> Duration {
+        Duration::from_millis(self.message_timeout_ms)
     }
 
     pub fn write_timeout(&self) -> Duration {

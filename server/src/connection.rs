@@ -1,13 +1,16 @@
-//! What every connection handler shares: why a connection ended, and writing
-//! with a deadline that also gives way to shutdown.
+//! What every connection handler shares, in the style of mini-redis's
+//! `Connection`: reading whole messages with a decoder from `shared`, writing
+//! with a deadline that also gives way to shutdown, and why a connection
+//! ended.
 
 use std::io::IoSlice;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use shared::native::RejectReason;
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::ConnectionCounters;
@@ -27,6 +30,8 @@ pub enum Disconnect {
     WriteTimeout(Duration),
     #[error("no message for {0:?}")]
     IdleTimeout(Duration),
+    #[error("a started message not completed within {0:?}")]
+    IncompleteMessage(Duration),
     #[error("no Hello within {0:?}")]
     HandshakeTimeout(Duration),
     #[error("handshake rejected: {0}")]
@@ -46,6 +51,7 @@ impl Disconnect {
             Disconnect::ProbeTimeout { .. } => "probe_timeout",
             Disconnect::WriteTimeout(_) => "write_timeout",
             Disconnect::IdleTimeout(_) => "idle_timeout",
+            Disconnect::IncompleteMessage(_) => "incomplete_message",
             Disconnect::HandshakeTimeout(_) => "handshake_timeout",
             Disconnect::Rejected(_) => "rejected",
             Disconnect::Shutdown => "shutdown",
@@ -58,7 +64,10 @@ impl Disconnect {
     pub fn deserves_goodbye(&self) -> bool {
         matches!(
             self,
-            Disconnect::Shutdown | Disconnect::IdleTimeout(_) | Disconnect::ProtocolViolation(_)
+            Disconnect::Shutdown
+                | Disconnect::IdleTimeout(_)
+                | Disconnect::IncompleteMessage(_)
+                | Disconnect::ProtocolViolation(_)
         )
     }
 
@@ -74,8 +83,8 @@ impl Disconnect {
 /// The write side of a connection: every write has a deadline (a socket that
 /// stays unwritable that long means a slow consumer) and yields to shutdown.
 #[derive(Debug)]
-pub struct Writer {
-    half: OwnedWriteHalf,
+pub struct Writer<W> {
+    half: W,
     timeout: Duration,
     shutdown: CancellationToken,
     counters: ConnectionCounters,
@@ -90,9 +99,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_millis(300);
 /// Most buffers handed to one vectored write.
 const MAX_IOVECS: usize = 64;
 
-impl Writer {
+impl<W: AsyncWrite + Unpin> Writer<W> {
     pub fn new(
-        half: OwnedWriteHalf,
+        half: W,
         timeout: Duration,
         shutdown: CancellationToken,
         counters: ConnectionCounters,
@@ -196,5 +205,108 @@ impl Writer {
         .await;
         self.counters.bytes_out.inc_by(bytes.len() as u64);
         self.counters.messages_out.inc();
+    }
+}
+
+/// Read buffer size of every connection: big enough to take many pipelined
+/// messages in one read, small enough for 10,000 idle clients.
+pub const READ_BUFFER_BYTES: usize = 4096;
+
+/// Reads whole messages of one decoder from any byte stream, and writes
+/// through a [`Writer`]. It remembers when the last whole message arrived and
+/// when the message now in the buffer started, so that idleness is counted
+/// in messages, not bytes: a client trickling one byte at a time into a
+/// message it never finishes is still idle.
+#[derive(Debug)]
+pub struct Connection<R, W, D> {
+    reader: R,
+    pub writer: Writer<W>,
+    decoder: D,
+    buffer: BytesMut,
+    counters: ConnectionCounters,
+    last_message: Instant,
+    /// When the first byte of a message still incomplete arrived.
+    partial_since: Option<Instant>,
+}
+
+impl<R, W, D> Connection<R, W, D>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+    D: Decoder,
+    D::Error: std::fmt::Display,
+{
+    pub fn new(reader: R, writer: Writer<W>, decoder: D, counters: ConnectionCounters) -> Self {
+        Connection {
+            reader,
+            writer,
+            decoder,
+            buffer: BytesMut::with_capacity(READ_BUFFER_BYTES),
+            counters,
+            last_message: Instant::now(),
+            partial_since: None,
+        }
+    }
+
+    /// The next whole message, reading as needed. Cancel-safe: bytes read
+    /// so far stay in the buffer, so it can sit in a `select!`.
+    pub async fn read_frame(&mut self) -> Result<D::Item, Disconnect> {
+        loop {
+            if let Some(message) = self.try_frame()? {
+                return Ok(message);
+            }
+            self.read_more().await?;
+        }
+    }
+
+    /// A whole message already buffered, without reading.
+    pub fn try_frame(&mut self) -> Result<Option<D::Item>, Disconnect> {
+        match self.decoder.decode(&mut self.buffer) {
+            Ok(Some(message)) => {
+                self.counters.messages_in.inc();
+                self.last_message = Instant::now();
+                self.partial_since = (!self.buffer.is_empty()).then(Instant::now);
+                Ok(Some(message))
+            }
+            Ok(None) => {
+                if self.buffer.is_empty() {
+                    self.partial_since = None;
+                } else if self.partial_since.is_none() {
+                    self.partial_since = Some(Instant::now());
+                }
+                Ok(None)
+            }
+            Err(err) => Err(Disconnect::ProtocolViolation(err.to_string())),
+        }
+    }
+
+    /// Reads whatever the peer sent next, at least one byte.
+    async fn read_more(&mut self) -> Result<(), Disconnect> {
+        if self.buffer.capacity() - self.buffer.len() < READ_BUFFER_BYTES / 4 {
+            self.buffer.reserve(READ_BUFFER_BYTES);
+        }
+        match self.reader.read_buf(&mut self.buffer).await {
+            Ok(0) => Err(Disconnect::ClientClosed),
+            Ok(n) => {
+                self.counters.bytes_in.inc_by(n as u64);
+                Ok(())
+            }
+            Err(err) => Err(Disconnect::Io(err)),
+        }
+    }
+
+    /// When the last whole message arrived (or the connection opened).
+    pub fn last_message(&self) -> Instant {
+        self.last_message
+    }
+
+    /// How long the message now in the buffer has been incomplete.
+    pub fn partial_for(&self) -> Option<Duration> {
+        self.partial_since.map(|since| since.elapsed())
+    }
+
+    /// The decoder, e.g. to tell it what to expect next.
+    pub fn decoder_mut(&mut self) -> &mut D {
+        &mut self.decoder
     }
 }

@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod connection;
+pub mod fanout;
 pub mod metrics;
 pub mod registry;
 pub mod services;
@@ -134,13 +135,14 @@ impl Server {
                 .map(TcpListener::local_addr)
                 .transpose()?,
         };
+        let world = World::new();
         let shared = Arc::new(Shared {
             registry: Arc::new(Registry::new(
                 config.max_connections,
                 config.max_connections_per_ip,
             )),
-            world: World::new(),
-            metrics: Arc::new(Metrics::default()),
+            metrics: Arc::new(Metrics::new(&world)),
+            world,
             shutdown: CancellationToken::new(),
             config,
         });
@@ -268,7 +270,7 @@ fn admit(
             Service::Positions => services::positions::serve(stream, id, &shared).await,
         };
         drop(registration);
-        shared.metrics.disconnected(service, reason.label());
+        shared.metrics.disconnected(service, &reason);
         log_disconnect(id, service, &reason);
     });
 }

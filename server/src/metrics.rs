@@ -11,14 +11,16 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+pub use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::connection::Disconnect;
 use crate::registry::Service;
+use crate::world::World;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ServiceLabel {
@@ -50,6 +52,19 @@ pub struct Metrics {
     bytes_out: Family<ServiceLabel, Counter>,
     math_requests: Family<StatusLabel, Counter>,
     slow_consumers: Counter,
+}
+
+impl Metrics {
+    /// Every counter, plus those the world keeps itself.
+    pub fn new(world: &World) -> Self {
+        let mut metrics = Metrics::default();
+        metrics.registry.register(
+            "subscriber_resyncs",
+            "Subscribers that fell behind and were sent a fresh snapshot instead of their backlog",
+            world.resync_counter().clone(),
+        );
+        metrics
+    }
 }
 
 impl Default for Metrics {
@@ -160,7 +175,7 @@ impl Metrics {
         self.connected.get_or_create(&label).inc();
     }
 
-    pub fn disconnected(&self, service: Service, reason: &'static str) {
+    pub fn disconnected(&self, service: Service, reason: &Disconnect) {
         self.connected
             .get_or_create(&ServiceLabel {
                 service: service.label(),
@@ -169,10 +184,10 @@ impl Metrics {
         self.disconnects
             .get_or_create(&ReasonLabel {
                 service: service.label(),
-                reason,
+                reason: reason.label(),
             })
             .inc();
-        if reason == "write_timeout" {
+        if matches!(reason, Disconnect::WriteTimeout(_)) {
             self.slow_consumers.inc();
         }
     }

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use futures::SinkExt;
+use futures::{SinkExt, StreamExt};
 use shared::legacy::{Position, PositionRecord};
 use shared::math::{MathOp, MathStatus};
 use shared::native::*;
@@ -221,5 +221,90 @@ async fn oversized_frame_closes_only_that_client() {
         .await,
         5
     );
+    server.stop().await;
+}
+
+/// Connects, says Hello, then trickles one byte every 100 ms into a frame
+/// that claims 1,000 bytes and never completes. Returns the reader side and
+/// the trickling task.
+async fn start_trickler(
+    addr: std::net::SocketAddr,
+) -> (
+    tokio_util::codec::FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec<ServerMessage>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(&native_frame(&ClientMessage::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            name: "trickler".into(),
+        }))
+        .await
+        .unwrap();
+    let (reader, mut writer) = stream.into_split();
+    let trickle = tokio::spawn(async move {
+        let _ = writer.write_all(&1000u32.to_le_bytes()).await;
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if writer.write_all(&[0]).await.is_err() {
+                return;
+            }
+        }
+    });
+    (
+        tokio_util::codec::FramedRead::new(reader, FrameCodec::<ServerMessage>::default()),
+        trickle,
+    )
+}
+
+/// The server's Goodbye reason, skipping everything before it.
+async fn goodbye_of(
+    reader: &mut tokio_util::codec::FramedRead<
+        tokio::net::tcp::OwnedReadHalf,
+        FrameCodec<ServerMessage>,
+    >,
+) -> String {
+    loop {
+        let message = tokio::time::timeout(PATIENCE, reader.next())
+            .await
+            .expect("a goodbye in time")
+            .expect("connection open")
+            .expect("decodable frame");
+        if let ServerMessage::Goodbye { reason } = message {
+            return reason;
+        }
+    }
+}
+
+#[tokio::test]
+async fn trickled_bytes_do_not_keep_an_idle_client_alive() {
+    let server = TestServer::with(|c| {
+        c.idle_timeout_ms = 900;
+        c.message_timeout_ms = 60_000;
+    })
+    .await;
+    let (mut reader, trickle) = start_trickler(server.addrs.game).await;
+    let reason = goodbye_of(&mut reader).await;
+    assert!(reason.contains("no message"), "{reason}");
+    trickle.abort();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_started_but_never_finished_is_dropped_at_its_deadline() {
+    let server = TestServer::with(|c| {
+        c.idle_timeout_ms = 60_000;
+        c.message_timeout_ms = 800;
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let (mut reader, trickle) = start_trickler(server.addrs.game).await;
+    let reason = goodbye_of(&mut reader).await;
+    assert!(reason.contains("not completed"), "{reason}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(800),
+        "not before the deadline"
+    );
+    trickle.abort();
     server.stop().await;
 }

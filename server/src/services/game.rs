@@ -8,20 +8,18 @@ use bytes::BytesMut;
 use shared::ClientId;
 use shared::math::MathOutcome;
 use shared::native::{
-    ClientMessage, FrameCodec, MAX_NAME_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, PlayerInfo, PlayerKind,
-    RejectReason, ServerMessage, encode_frame,
+    ClientMessage, FrameCodec, MAX_NAME_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, PlayerInfo,
+    PlayerKind, RejectReason, ServerMessage, encode_frame,
 };
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::time::Instant;
-use tokio_util::codec::Decoder;
 
-use super::{Opened, READ_BUFFER_BYTES, open, read_more};
+use super::{TcpConnection, open};
 use crate::Shared;
 use crate::connection::Disconnect;
-use crate::metrics::ConnectionCounters;
+use crate::fanout::native::NATIVE_FRAMES;
 use crate::registry::Service;
-use crate::world::Encoding;
+use crate::world::Membership;
 
 /// How long a goodbye or rejection may take before the socket is closed anyway.
 const LAST_MESSAGE_TIMEOUT: Duration = Duration::from_millis(500);
@@ -36,22 +34,32 @@ fn frame(message: &ServerMessage) -> BytesMut {
     out
 }
 
-pub async fn serve(stream: TcpStream, id: ClientId, shared: &Shared) -> Disconnect {
-    let Opened {
-        mut reader,
-        mut writer,
-        counters,
-    } = open(stream, Service::Game, shared);
-    let mut codec = FrameCodec::<ClientMessage>::new(shared.config.max_frame_bytes);
-    let mut received = BytesMut::with_capacity(READ_BUFFER_BYTES);
+type NativeConnection = TcpConnection<FrameCodec<ClientMessage>>;
 
+pub async fn serve(stream: TcpStream, id: ClientId, shared: &Shared) -> Disconnect {
+    let codec = FrameCodec::<ClientMessage>::new(shared.config.max_frame_bytes);
+    let mut connection = open(stream, Service::Game, shared, codec);
+    let reason = session(&mut connection, id, shared).await;
+    if reason.deserves_goodbye() {
+        let goodbye = ServerMessage::Goodbye {
+            reason: reason.to_string(),
+        };
+        connection
+            .writer
+            .send_last(&frame(&goodbye), LAST_MESSAGE_TIMEOUT)
+            .await;
+    }
+    reason
+}
+
+/// The handshake, then the player's life in the world until something ends
+/// it.
+async fn session(connection: &mut NativeConnection, id: ClientId, shared: &Shared) -> Disconnect {
+    let handshake_timeout = shared.config.handshake_timeout();
     let hello = tokio::select! {
         _ = shared.shutdown.cancelled() => return Disconnect::Shutdown,
-        result = tokio::time::timeout(
-            shared.config.handshake_timeout(),
-            next_message(&mut reader, &mut received, &mut codec, &counters),
-        ) => match result {
-            Err(_) => return Disconnect::HandshakeTimeout(shared.config.handshake_timeout()),
+        result = tokio::time::timeout(handshake_timeout, connection.read_frame()) => match result {
+            Err(_) => return Disconnect::HandshakeTimeout(handshake_timeout),
             Ok(Err(reason)) => return reason,
             Ok(Ok(message)) => message,
         },
@@ -63,7 +71,8 @@ pub async fn serve(stream: TcpStream, id: ClientId, shared: &Shared) -> Disconne
                 reason: reason.clone(),
                 server_protocol_version: PROTOCOL_VERSION,
             };
-            writer
+            connection
+                .writer
                 .send_last(&frame(&rejection), LAST_MESSAGE_TIMEOUT)
                 .await;
             return Disconnect::Rejected(reason);
@@ -75,7 +84,7 @@ pub async fn serve(stream: TcpStream, id: ClientId, shared: &Shared) -> Disconne
         protocol_version: PROTOCOL_VERSION,
         server: SERVER_NAME.to_owned(),
     };
-    if let Err(reason) = writer.send(&frame(&welcome), 1).await {
+    if let Err(reason) = connection.writer.send(&frame(&welcome), 1).await {
         return reason;
     }
     let member = shared.world.join(
@@ -84,124 +93,77 @@ pub async fn serve(stream: TcpStream, id: ClientId, shared: &Shared) -> Disconne
             name,
             kind: PlayerKind::Native,
         },
-        Encoding::Native,
+        &NATIVE_FRAMES,
     );
     // Messages that arrived together with the Hello.
     let mut replies = BytesMut::new();
-    let early = match process_received(
-        &mut received,
-        &mut codec,
-        &member,
-        shared,
-        &counters,
-        &mut replies,
-    ) {
-        Err(reason) => Some(reason),
-        Ok(_) if replies.is_empty() => None,
-        Ok(answered) => writer
-            .send_chunks(vec![replies.split().freeze()], answered)
-            .await
-            .err(),
-    };
+    if let Err(reason) = answer_more(connection, &member, shared, &mut replies, 0).await {
+        return reason;
+    }
 
     let idle_timeout = shared.config.idle_timeout();
+    let message_timeout = shared.config.message_timeout();
     let mut keepalive =
         tokio::time::interval_at(Instant::now() + idle_timeout / 3, idle_timeout / 3);
-    let mut last_heard = Instant::now();
     let mut ping_nonce: u64 = 0;
-
-    let reason = if let Some(reason) = early {
-        reason
-    } else {
-        loop {
-            tokio::select! {
-                _ = shared.shutdown.cancelled() => break Disconnect::Shutdown,
-                _ = member.changed() => {
-                    let outgoing = member.take_outgoing();
-                    if let Err(reason) = writer.send_chunks(outgoing.chunks, outgoing.messages).await {
-                        break reason;
-                    }
+    loop {
+        let partial_deadline = connection
+            .partial_for()
+            .map(|age| Instant::now() + message_timeout.saturating_sub(age));
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => return Disconnect::Shutdown,
+            _ = member.changed() => {
+                let outgoing = member.take_outgoing();
+                if let Err(reason) = connection.writer.send_chunks(outgoing.chunks, outgoing.messages).await {
+                    return reason;
                 }
-                _ = keepalive.tick() => {
-                    if last_heard.elapsed() >= idle_timeout {
-                        break Disconnect::IdleTimeout(idle_timeout);
-                    }
-                    ping_nonce += 1;
-                    if let Err(reason) = writer.send(&frame(&ServerMessage::Ping { nonce: ping_nonce }), 1).await {
-                        break reason;
-                    }
+            }
+            _ = keepalive.tick() => {
+                // Idleness counts whole messages: bytes trickling into a
+                // message that never completes do not keep a client alive.
+                if connection.last_message().elapsed() >= idle_timeout {
+                    return Disconnect::IdleTimeout(idle_timeout);
                 }
-                result = read_more(&mut reader, &mut received, &counters) => {
-                    if let Err(reason) = result {
-                        break reason;
-                    }
-                    last_heard = Instant::now();
-                    let answered = match process_received(&mut received, &mut codec, &member, shared, &counters, &mut replies) {
-                        Ok(answered) => answered,
-                        Err(reason) => break reason,
-                    };
-                    if !replies.is_empty()
-                        && let Err(reason) = writer.send_chunks(vec![replies.split().freeze()], answered).await
-                    {
-                        break reason;
-                    }
+                ping_nonce += 1;
+                if let Err(reason) = connection.writer.send(&frame(&ServerMessage::Ping { nonce: ping_nonce }), 1).await {
+                    return reason;
+                }
+            }
+            _ = tokio::time::sleep_until(partial_deadline.unwrap_or_else(Instant::now)), if partial_deadline.is_some() => {
+                return Disconnect::IncompleteMessage(message_timeout);
+            }
+            message = connection.read_frame() => {
+                let answered = match message.and_then(|m| handle(m, &member, shared, &mut replies)) {
+                    Ok(answered) => u64::from(answered),
+                    Err(reason) => return reason,
+                };
+                if let Err(reason) = answer_more(connection, &member, shared, &mut replies, answered).await {
+                    return reason;
                 }
             }
         }
-    };
-    if reason.deserves_goodbye() {
-        let goodbye = ServerMessage::Goodbye {
-            reason: reason.to_string(),
-        };
-        writer
-            .send_last(&frame(&goodbye), LAST_MESSAGE_TIMEOUT)
-            .await;
     }
-    reason
 }
 
-/// Acts on every complete message in `received`; returns how many replies
-/// were queued in `replies`.
-fn process_received(
-    received: &mut BytesMut,
-    codec: &mut FrameCodec<ClientMessage>,
-    member: &crate::world::Membership,
+/// Acts on every whole message already buffered and sends the replies
+/// (`answered` of them were queued already).
+async fn answer_more(
+    connection: &mut NativeConnection,
+    member: &Membership,
     shared: &Shared,
-    counters: &ConnectionCounters,
     replies: &mut BytesMut,
-) -> Result<u64, Disconnect> {
-    let mut answered = 0;
-    loop {
-        match codec.decode(received) {
-            Ok(Some(message)) => {
-                counters.messages_in.inc();
-                if handle(message, member, shared, replies)? {
-                    answered += 1;
-                }
-            }
-            Ok(None) => return Ok(answered),
-            Err(err) => return Err(Disconnect::ProtocolViolation(err.to_string())),
-        }
+    mut answered: u64,
+) -> Result<(), Disconnect> {
+    while let Some(message) = connection.try_frame()? {
+        answered += u64::from(handle(message, member, shared, replies)?);
     }
-}
-
-/// Reads until one whole message is in (used for the handshake).
-async fn next_message(
-    reader: &mut OwnedReadHalf,
-    received: &mut BytesMut,
-    codec: &mut FrameCodec<ClientMessage>,
-    counters: &ConnectionCounters,
-) -> Result<ClientMessage, Disconnect> {
-    loop {
-        match codec.decode(received) {
-            Ok(Some(message)) => {
-                counters.messages_in.inc();
-                return Ok(message);
-            }
-            Ok(None) => read_more(reader, received, counters).await?,
-            Err(err) => return Err(Disconnect::ProtocolViolation(err.to_string())),
-        }
+    if !replies.is_empty() {
+        connection
+            .writer
+            .send_chunks(vec![replies.split().freeze()], answered)
+            .await?;
     }
+    Ok(())
 }
 
 /// Accepts a `Hello` of our version; returns the player's name.
@@ -241,7 +203,7 @@ fn check_hello(message: ClientMessage, id: ClientId) -> Result<String, RejectRea
 /// Acts on one message after the handshake; `Ok(true)` if a reply was queued.
 fn handle(
     message: ClientMessage,
-    member: &crate::world::Membership,
+    member: &Membership,
     shared: &Shared,
     replies: &mut BytesMut,
 ) -> Result<bool, Disconnect> {

@@ -2,12 +2,11 @@
 
 use bytes::BytesMut;
 use shared::ClientId;
-use shared::legacy::{MathDecodeError, MathReply, MathRequest, MathRequestCodec};
+use shared::legacy::{MathReply, MathRequest, MathRequestCodec};
 use shared::math::{MathOp, MathOutcome, MathStatus};
 use tokio::net::TcpStream;
-use tokio_util::codec::Decoder;
 
-use super::{Opened, READ_BUFFER_BYTES, open_legacy, read_more};
+use super::{READ_BUFFER_BYTES, Session, ended, open_legacy};
 use crate::Shared;
 use crate::connection::Disconnect;
 use crate::registry::Service;
@@ -49,29 +48,25 @@ impl Tally {
 }
 
 pub async fn serve(stream: TcpStream, id: ClientId, shared: &Shared) -> Disconnect {
-    let Opened {
-        mut reader,
-        mut writer,
-        counters,
-    } = match open_legacy(stream, id, Service::Math, shared).await {
-        Ok(opened) => opened,
-        Err(reason) => return reason,
-    };
-    let mut received = BytesMut::with_capacity(READ_BUFFER_BYTES);
+    ended(session(stream, id, shared).await)
+}
+
+/// Answers every request of one read with one write; a malformed request
+/// is answered with status 3 after the replies before it, then the
+/// connection closes (contract §math).
+async fn session(stream: TcpStream, id: ClientId, shared: &Shared) -> Session {
+    let mut connection = open_legacy(stream, id, Service::Math, shared, MathRequestCodec).await?;
     let mut replies = BytesMut::with_capacity(READ_BUFFER_BYTES);
     let mut tally = Tally::default();
     loop {
-        tokio::select! {
-            _ = shared.shutdown.cancelled() => return Disconnect::Shutdown,
-            result = read_more(&mut reader, &mut received, &counters) => {
-                if let Err(reason) = result {
-                    return reason;
-                }
-            }
-        }
+        let first = tokio::select! {
+            _ = shared.shutdown.cancelled() => return Err(Disconnect::Shutdown),
+            request = connection.read_frame() => request,
+        };
         let mut answered = 0;
+        let mut next = first.map(Some);
         let malformed = loop {
-            match MathRequestCodec.decode(&mut received) {
+            match next {
                 Ok(Some(request)) => {
                     let outcome = answer(&request);
                     tally.add(outcome.status);
@@ -79,26 +74,25 @@ pub async fn serve(stream: TcpStream, id: ClientId, shared: &Shared) -> Disconne
                     answered += 1;
                 }
                 Ok(None) => break None,
-                Err(err) => break Some(err),
+                Err(reason @ Disconnect::ProtocolViolation(_)) => break Some(reason),
+                Err(reason) => return Err(reason),
             }
+            next = connection.try_frame();
         };
-        counters.messages_in.inc_by(answered);
-        if let Some(err) = malformed {
+        if let Some(reason) = malformed {
             tally.add(MathStatus::Malformed);
             tally.flush(shared);
             MathReply(MathOutcome::error(MathStatus::Malformed)).encode(&mut replies);
-            writer.send_last(&replies, LAST_REPLY_TIMEOUT).await;
-            return match err {
-                MathDecodeError::Io(err) => Disconnect::Io(err),
-                other => Disconnect::ProtocolViolation(other.to_string()),
-            };
+            connection
+                .writer
+                .send_last(&replies, LAST_REPLY_TIMEOUT)
+                .await;
+            return Err(reason);
         }
         tally.flush(shared);
         if !replies.is_empty() {
             let bytes = replies.split().freeze();
-            if let Err(reason) = writer.send_chunks(vec![bytes], answered).await {
-                return reason;
-            }
+            connection.writer.send_chunks(vec![bytes], answered).await?;
         }
     }
 }

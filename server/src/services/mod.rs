@@ -6,51 +6,40 @@ pub mod math;
 pub mod positions;
 pub mod test_packets;
 
-use bytes::BytesMut;
+use std::convert::Infallible;
+
 use shared::ClientId;
 use shared::legacy::IdGreeting;
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio_util::codec::Decoder;
 
 use crate::Shared;
-use crate::connection::{Disconnect, Writer};
-use crate::metrics::ConnectionCounters;
+use crate::connection::{Connection, Disconnect, Writer};
 use crate::registry::Service;
 
-/// Read buffer size of every connection: big enough to take many pipelined
-/// messages in one read, small enough for 10,000 idle clients.
-pub const READ_BUFFER_BYTES: usize = 4096;
+pub use crate::connection::READ_BUFFER_BYTES;
 
-/// Reads more bytes into `buf`, counting them; `Ok(())` if any arrived.
-pub async fn read_more(
-    half: &mut OwnedReadHalf,
-    buf: &mut BytesMut,
-    counters: &ConnectionCounters,
-) -> Result<(), Disconnect> {
-    if buf.capacity() - buf.len() < READ_BUFFER_BYTES / 4 {
-        buf.reserve(READ_BUFFER_BYTES);
-    }
-    match half.read_buf(buf).await {
-        Ok(0) => Err(Disconnect::ClientClosed),
-        Ok(n) => {
-            counters.bytes_in.inc_by(n as u64);
-            Ok(())
-        }
-        Err(err) => Err(Disconnect::Io(err)),
+/// A connection over a TCP socket.
+pub type TcpConnection<D> = Connection<OwnedReadHalf, OwnedWriteHalf, D>;
+
+/// A session runs until something ends it; it never "succeeds".
+pub type Session = Result<Infallible, Disconnect>;
+
+/// Why a session ended.
+pub fn ended(session: Session) -> Disconnect {
+    match session {
+        Err(reason) => reason,
+        Ok(never) => match never {},
     }
 }
 
-/// A fresh connection split into its read half, its deadline-bound writer
-/// and its counters.
-pub struct Opened {
-    pub reader: OwnedReadHalf,
-    pub writer: Writer,
-    pub counters: ConnectionCounters,
-}
-
-/// Splits `stream` for `service`.
-pub fn open(stream: TcpStream, service: Service, shared: &Shared) -> Opened {
+/// Wraps `stream` for `service`, reading messages with `decoder`.
+pub fn open<D>(stream: TcpStream, service: Service, shared: &Shared, decoder: D) -> TcpConnection<D>
+where
+    D: Decoder,
+    D::Error: std::fmt::Display,
+{
     let counters = shared.metrics.connection(service);
     let (reader, writer) = stream.into_split();
     let writer = Writer::new(
@@ -59,22 +48,26 @@ pub fn open(stream: TcpStream, service: Service, shared: &Shared) -> Opened {
         shared.shutdown.clone(),
         counters.clone(),
     );
-    Opened {
-        reader,
-        writer,
-        counters,
-    }
+    Connection::new(reader, writer, decoder, counters)
 }
 
-/// Splits `stream` and sends the legacy id greeting every legacy service
+/// Like [`open`], then sends the legacy id greeting every legacy service
 /// starts with.
-pub async fn open_legacy(
+pub async fn open_legacy<D>(
     stream: TcpStream,
     id: ClientId,
     service: Service,
     shared: &Shared,
-) -> Result<Opened, Disconnect> {
-    let mut opened = open(stream, service, shared);
-    opened.writer.send(&IdGreeting(id).to_bytes(), 1).await?;
-    Ok(opened)
+    decoder: D,
+) -> Result<TcpConnection<D>, Disconnect>
+where
+    D: Decoder,
+    D::Error: std::fmt::Display,
+{
+    let mut connection = open(stream, service, shared, decoder);
+    connection
+        .writer
+        .send(&IdGreeting(id).to_bytes(), 1)
+        .await?;
+    Ok(connection)
 }

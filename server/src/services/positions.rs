@@ -2,18 +2,16 @@
 //! 4-byte positions and receives 8-byte records of everyone (itself
 //! included), a snapshot first and leave markers when players go.
 
-use bytes::BytesMut;
 use shared::ClientId;
-use shared::legacy::{Position, PositionCodec};
+use shared::legacy::PositionCodec;
 use shared::native::{PlayerInfo, PlayerKind};
 use tokio::net::TcpStream;
-use tokio_util::codec::Decoder;
 
-use super::{Opened, READ_BUFFER_BYTES, open_legacy, read_more};
+use super::{Session, ended, open_legacy};
 use crate::Shared;
 use crate::connection::Disconnect;
+use crate::fanout::legacy::LEGACY_RECORDS;
 use crate::registry::Service;
-use crate::world::Encoding;
 
 /// The name native clients see for a legacy player.
 pub fn legacy_name(id: ClientId) -> String {
@@ -21,40 +19,32 @@ pub fn legacy_name(id: ClientId) -> String {
 }
 
 pub async fn serve(stream: TcpStream, id: ClientId, shared: &Shared) -> Disconnect {
-    let Opened {
-        mut reader,
-        mut writer,
-        counters,
-    } = match open_legacy(stream, id, Service::Positions, shared).await {
-        Ok(opened) => opened,
-        Err(reason) => return reason,
-    };
+    ended(session(stream, id, shared).await)
+}
+
+async fn session(stream: TcpStream, id: ClientId, shared: &Shared) -> Session {
+    let mut connection = open_legacy(stream, id, Service::Positions, shared, PositionCodec).await?;
     let info = PlayerInfo {
         id,
         name: legacy_name(id),
         kind: PlayerKind::Legacy,
     };
-    let member = shared.world.join(info, Encoding::Legacy);
-    let mut received = BytesMut::with_capacity(READ_BUFFER_BYTES);
-    let mut positions: Vec<Position> = Vec::new();
+    let member = shared.world.join(info, &LEGACY_RECORDS);
+    let mut positions = Vec::new();
     loop {
         tokio::select! {
-            _ = shared.shutdown.cancelled() => return Disconnect::Shutdown,
+            _ = shared.shutdown.cancelled() => return Err(Disconnect::Shutdown),
             _ = member.changed() => {
                 let outgoing = member.take_outgoing();
-                if let Err(reason) = writer.send_chunks(outgoing.chunks, outgoing.messages).await {
-                    return reason;
-                }
+                connection.writer.send_chunks(outgoing.chunks, outgoing.messages).await?;
             }
-            result = read_more(&mut reader, &mut received, &counters) => {
-                if let Err(reason) = result {
-                    return reason;
-                }
-                // Every 4 bytes are a position, so this decoder cannot fail.
-                while let Ok(Some(position)) = PositionCodec.decode(&mut received) {
+            position = connection.read_frame() => {
+                // Every position of one read goes into the world at once, so
+                // a burst is broadcast whole.
+                positions.push(position?);
+                while let Some(position) = connection.try_frame()? {
                     positions.push(position);
                 }
-                counters.messages_in.inc_by(positions.len() as u64);
                 member.set_positions(&positions);
                 positions.clear();
             }

@@ -8,8 +8,9 @@ use shared::ClientId;
 use shared::legacy::Probe;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::codec::Decoder;
 
-use super::{Opened, open_legacy, read_more};
+use super::{Session, ended, open_legacy};
 use crate::Shared;
 use crate::connection::Disconnect;
 use crate::registry::Service;
@@ -20,96 +21,116 @@ struct Outstanding {
     deadline: Instant,
 }
 
-pub async fn serve(stream: TcpStream, id: ClientId, shared: &Shared) -> Disconnect {
-    let Opened {
-        mut reader,
-        mut writer,
-        counters,
-    } = match open_legacy(stream, id, Service::TestPackets, shared).await {
-        Ok(opened) => opened,
-        Err(reason) => return reason,
-    };
+/// Bytes from the client that are not an echo.
+#[derive(Debug, thiserror::Error)]
+pub enum EchoError {
+    #[error("bytes {0:02x?} are not the echo of an outstanding probe")]
+    NotAnEcho(Vec<u8>),
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
 
+/// Decodes echoes of the probes still outstanding. Bytes that cannot be
+/// (the start of) the echo of an outstanding probe are an error, detected as
+/// early as the first wrong byte. An echo may answer any outstanding probe.
+#[derive(Default)]
+pub struct Echoes {
+    outstanding: VecDeque<Outstanding>,
+}
+
+impl Echoes {
+    fn expect(&mut self, probe: Probe, deadline: Instant) {
+        self.outstanding.push_back(Outstanding {
+            probe,
+            bytes: probe.to_bytes(),
+            deadline,
+        });
+    }
+
+    /// The oldest probe still unanswered, and when it times out.
+    fn oldest(&self) -> Option<(i32, Instant)> {
+        self.outstanding.front().map(|o| (o.probe.seq, o.deadline))
+    }
+}
+
+impl Decoder for Echoes {
+    type Item = Probe;
+    type Error = EchoError;
+
+    fn decode(&mut self, received: &mut BytesMut) -> Result<Option<Probe>, EchoError> {
+        if received.is_empty() {
+            return Ok(None);
+        }
+        let head = &received[..received.len().min(Probe::SIZE)];
+        let Some(index) = self
+            .outstanding
+            .iter()
+            .position(|o| o.bytes.starts_with(head))
+        else {
+            return Err(EchoError::NotAnEcho(head.to_vec()));
+        };
+        if received.len() < Probe::SIZE {
+            return Ok(None);
+        }
+        received.advance(Probe::SIZE);
+        Ok(self.outstanding.remove(index).map(|o| o.probe))
+    }
+}
+
+pub async fn serve(stream: TcpStream, id: ClientId, shared: &Shared) -> Disconnect {
+    ended(session(stream, id, shared).await)
+}
+
+/// A probe every interval; each must be echoed before its deadline.
+async fn session(stream: TcpStream, id: ClientId, shared: &Shared) -> Session {
+    let mut connection =
+        open_legacy(stream, id, Service::TestPackets, shared, Echoes::default()).await?;
     let interval = shared.config.probe_interval();
     let mut ticker = tokio::time::interval_at(Instant::now() + interval, interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut outstanding: VecDeque<Outstanding> = VecDeque::new();
-    let mut received = BytesMut::with_capacity(64);
     let mut seq: i32 = 0;
-
     loop {
-        let oldest_deadline = outstanding.front().map(|o| o.deadline);
+        let oldest = connection.decoder_mut().oldest();
         tokio::select! {
-            _ = shared.shutdown.cancelled() => return Disconnect::Shutdown,
+            _ = shared.shutdown.cancelled() => return Err(Disconnect::Shutdown),
             _ = ticker.tick() => {
                 seq = seq.wrapping_add(1);
                 let clients = i32::try_from(shared.registry.len()).unwrap_or(i32::MAX);
                 let probe = Probe { seq, clients };
-                let bytes = probe.to_bytes();
-                if let Err(reason) = writer.send(&bytes, 1).await {
-                    return reason;
-                }
+                connection.writer.send(&probe.to_bytes(), 1).await?;
                 let deadline = Instant::now() + shared.config.probe_timeout();
-                outstanding.push_back(Outstanding { probe, bytes, deadline });
+                connection.decoder_mut().expect(probe, deadline);
             }
-            _ = tokio::time::sleep_until(oldest_deadline.unwrap_or_else(Instant::now)), if oldest_deadline.is_some() => {
-                let seq = outstanding.front().map_or(0, |o| o.probe.seq);
-                return Disconnect::ProbeTimeout { seq };
+            _ = tokio::time::sleep_until(oldest.map_or_else(Instant::now, |(_, at)| at)), if oldest.is_some() => {
+                let seq = oldest.map_or(0, |(seq, _)| seq);
+                return Err(Disconnect::ProbeTimeout { seq });
             }
-            result = read_more(&mut reader, &mut received, &counters) => {
-                if let Err(reason) = result {
-                    return reason;
-                }
-                match match_echoes(&mut received, &mut outstanding) {
-                    Ok(echoes) => counters.messages_in.inc_by(echoes),
-                    Err(reason) => return reason,
-                };
+            echo = connection.read_frame() => {
+                echo?;
             }
         }
     }
-}
-
-/// Consumes every complete echo in `received`. Bytes that cannot be (the
-/// start of) the echo of an outstanding probe are a protocol violation,
-/// detected as early as the first wrong byte.
-fn match_echoes(
-    received: &mut BytesMut,
-    outstanding: &mut VecDeque<Outstanding>,
-) -> Result<u64, Disconnect> {
-    let mut echoes = 0;
-    while !received.is_empty() {
-        let head = &received[..received.len().min(Probe::SIZE)];
-        let Some(index) = outstanding.iter().position(|o| o.bytes.starts_with(head)) else {
-            let shown = &head[..head.len().min(Probe::SIZE)];
-            return Err(Disconnect::ProtocolViolation(format!(
-                "bytes {shown:02x?} are not the echo of an outstanding probe"
-            )));
-        };
-        if received.len() < Probe::SIZE {
-            break;
-        }
-        outstanding.remove(index);
-        received.advance(Probe::SIZE);
-        echoes += 1;
-    }
-    Ok(echoes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn outstanding(seqs: &[i32]) -> VecDeque<Outstanding> {
-        seqs.iter()
-            .map(|&seq| {
-                let probe = Probe { seq, clients: 2 };
-                Outstanding {
-                    probe,
-                    bytes: probe.to_bytes(),
-                    deadline: Instant::now(),
-                }
-            })
-            .collect()
+    fn outstanding(seqs: &[i32]) -> Echoes {
+        let mut echoes = Echoes::default();
+        for &seq in seqs {
+            echoes.expect(Probe { seq, clients: 2 }, Instant::now());
+        }
+        echoes
+    }
+
+    /// Decodes every whole echo in `received`; how many there were.
+    fn match_echoes(received: &mut BytesMut, echoes: &mut Echoes) -> Result<u64, EchoError> {
+        let mut count = 0;
+        while echoes.decode(received)?.is_some() {
+            count += 1;
+        }
+        Ok(count)
     }
 
     #[test]
@@ -121,7 +142,7 @@ mod tests {
         received.extend_from_slice(&Probe { seq: 2, clients: 2 }.to_bytes()[5..]);
         received.extend_from_slice(&Probe { seq: 1, clients: 2 }.to_bytes());
         assert_eq!(match_echoes(&mut received, &mut pending).unwrap(), 2);
-        assert!(pending.is_empty() && received.is_empty());
+        assert!(pending.outstanding.is_empty() && received.is_empty());
     }
 
     #[test]
@@ -130,11 +151,11 @@ mod tests {
         let mut received = BytesMut::from(&[9u8][..]);
         assert!(matches!(
             match_echoes(&mut received, &mut pending),
-            Err(Disconnect::ProtocolViolation(_))
+            Err(EchoError::NotAnEcho(_))
         ));
         // Nothing outstanding: any byte is a violation.
         let mut received = BytesMut::from(&[1u8][..]);
-        assert!(match_echoes(&mut received, &mut VecDeque::new()).is_err());
+        assert!(match_echoes(&mut received, &mut Echoes::default()).is_err());
         // A changed client count is not an echo.
         let mut received = BytesMut::from(&Probe { seq: 1, clients: 3 }.to_bytes()[..]);
         assert!(match_echoes(&mut received, &mut outstanding(&[1])).is_err());

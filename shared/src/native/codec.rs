@@ -85,8 +85,11 @@ impl<In: DeserializeOwned> Decoder for FrameCodec<In> {
         }
         src.advance(LEN_SIZE);
         let payload = src.split_to(len);
-        // The payload is bounded by the frame length, and bincode's limit stops a
-        // lying collection length from allocating more than the frame holds.
+        // The payload is bounded by the frame length. Bincode's limit is a
+        // fixed 4 MiB (four default frames), whatever this codec's maximum
+        // frame: a const generic cannot follow a run-time maximum. It caps
+        // what a lying collection length can make bincode allocate while
+        // decoding one frame.
         let (message, used) = bincode::serde::decode_from_slice::<In, _>(
             &payload,
             config().with_limit::<{ 4 * DEFAULT_MAX_FRAME_LEN }>(),

@@ -1,0 +1,371 @@
+//! Fan-out: who receives the world, in which wire format, and how much may
+//! wait for them.
+//!
+//! Subscribers are grouped by [`WireFormat`]. A broadcast encodes the events
+//! once per format that has subscribers and hands the same bytes to every
+//! subscriber of that format: the cost of a change is paid once, not once
+//! per client. A new format (a browser view, a classic layout) is one more
+//! implementation of the trait; the world does not change.
+//!
+//! Memory stays bounded whatever the input rate: a subscriber's queue of
+//! unsent batches is capped at [`queue_limit`] bytes. A subscriber that falls
+//! behind has its queue dropped and is sent a fresh snapshot instead (after
+//! the leave markers it is owed), so it always ends with every latest
+//! position and never misses a leave.
+
+pub mod legacy;
+pub mod native;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use shared::ClientId;
+use tokio::sync::Notify;
+
+use crate::world::{Event, State};
+
+/// Bytes a subscriber may have queued before it is resynchronised, plus
+/// [`QUEUE_BYTES_PER_PLAYER`] for every player in the world.
+pub const BASE_QUEUE_BYTES: usize = 16 * 1024;
+/// Per-player allowance of a subscriber's queue: about two snapshots' worth,
+/// past which a fresh snapshot is cheaper to send than the backlog.
+pub const QUEUE_BYTES_PER_PLAYER: usize = 32;
+
+/// The most a subscriber may have queued in a world of `players` players.
+pub fn queue_limit(players: usize) -> usize {
+    BASE_QUEUE_BYTES + QUEUE_BYTES_PER_PLAYER * players
+}
+
+/// Bytes in one wire format and how many messages they hold (for metrics).
+#[derive(Debug, Clone, Default)]
+pub struct Encoded {
+    pub bytes: Bytes,
+    pub messages: u64,
+}
+
+/// One way of putting the world on the wire.
+pub trait WireFormat: Send + Sync + std::fmt::Debug + 'static {
+    /// A short, unique name (also the grouping key).
+    fn name(&self) -> &'static str;
+    /// One broadcast: the events since the last one, in order.
+    fn encode_batch(&self, events: &[Event]) -> Encoded;
+    /// Everything a newcomer, or a subscriber whose backlog was dropped,
+    /// needs: the leave markers it is owed, then every player.
+    fn encode_snapshot(&self, state: &State, owed_leaves: &[ClientId]) -> Encoded;
+}
+
+/// Who a subscriber is: a player (keyed by its client id, so tests and
+/// metrics can find it) or a viewer that is not in the world.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SubscriberKey {
+    Player(ClientId),
+    Viewer(u64),
+}
+
+/// Bytes to send to one subscriber, and how many messages they hold.
+#[derive(Debug, Default)]
+pub struct Outgoing {
+    pub chunks: Vec<Bytes>,
+    pub messages: u64,
+}
+
+/// One broadcast, encoded once per format in use.
+#[derive(Debug)]
+struct Batch {
+    /// Indexed like [`Fanout::formats`]; `None` for formats nobody uses.
+    encoded: Vec<Option<Encoded>>,
+    /// Players that left with a position, kept so that a subscriber whose
+    /// queue is dropped can still be told.
+    left_with_position: Vec<ClientId>,
+}
+
+#[derive(Debug)]
+struct Subscriber {
+    format: usize,
+    queue: VecDeque<Arc<Batch>>,
+    queued_bytes: usize,
+    /// Set when the subscriber must be sent a snapshot next (newcomer, or
+    /// backlog dropped); holds the leave markers it is owed meanwhile.
+    resync: Option<Vec<ClientId>>,
+    wake: Arc<Notify>,
+    /// Woken by broadcast number `woken_by` and not drained since.
+    pending: bool,
+    woken_by: u64,
+}
+
+/// Every subscriber, grouped by wire format.
+#[derive(Debug, Default)]
+pub struct Fanout {
+    formats: Vec<&'static dyn WireFormat>,
+    /// Subscribers per entry of `formats`.
+    members: Vec<usize>,
+    subscribers: HashMap<SubscriberKey, Subscriber>,
+    /// Number of the last broadcast, and how many subscribers it woke that
+    /// have not drained yet (the broadcaster's backpressure).
+    generation: u64,
+    undrained: usize,
+}
+
+impl Fanout {
+    /// Adds a subscriber; its first delivery is a snapshot of the world.
+    pub fn subscribe(
+        &mut self,
+        key: SubscriberKey,
+        format: &'static dyn WireFormat,
+    ) -> Arc<Notify> {
+        self.unsubscribe(key);
+        let index = match self.formats.iter().position(|f| f.name() == format.name()) {
+            Some(index) => index,
+            None => {
+                self.formats.push(format);
+                self.members.push(0);
+                self.formats.len() - 1
+            }
+        };
+        self.members[index] += 1;
+        let wake = Arc::new(Notify::new());
+        self.subscribers.insert(
+            key,
+            Subscriber {
+                format: index,
+                queue: VecDeque::new(),
+                queued_bytes: 0,
+                resync: Some(Vec::new()),
+                wake: Arc::clone(&wake),
+                pending: false,
+                woken_by: 0,
+            },
+        );
+        wake.notify_one();
+        wake
+    }
+
+    pub fn unsubscribe(&mut self, key: SubscriberKey) {
+        if let Some(subscriber) = self.subscribers.remove(&key) {
+            self.members[subscriber.format] -= 1;
+            self.note_drained(&subscriber);
+        }
+    }
+
+    /// Encodes `events` once per format in use and queues the result for
+    /// every subscriber. Returns how many subscribers had to be
+    /// resynchronised because their queue passed `limit` bytes.
+    pub fn broadcast(&mut self, events: &[Event], limit: usize) -> usize {
+        self.generation += 1;
+        self.undrained = 0;
+        let batch = Arc::new(Batch {
+            encoded: self
+                .formats
+                .iter()
+                .zip(&self.members)
+                .map(|(format, &members)| (members > 0).then(|| format.encode_batch(events)))
+                .collect(),
+            left_with_position: events
+                .iter()
+                .filter_map(|event| match *event {
+                    Event::Left {
+                        id,
+                        had_position: true,
+                    } => Some(id),
+                    _ => None,
+                })
+                .collect(),
+        });
+        let mut resynced = 0;
+        for subscriber in self.subscribers.values_mut() {
+            let (woke, resync) = subscriber.push(&batch, limit);
+            resynced += usize::from(resync);
+            if woke && !subscriber.pending {
+                subscriber.pending = true;
+                subscriber.woken_by = self.generation;
+                self.undrained += 1;
+            }
+        }
+        resynced
+    }
+
+    /// Takes everything queued for `key`: a snapshot if it is owed one, then
+    /// the batches in order.
+    pub fn drain(&mut self, key: SubscriberKey, state: &State) -> Outgoing {
+        let mut out = Outgoing::default();
+        let Some(subscriber) = self.subscribers.get_mut(&key) else {
+            return out;
+        };
+        if let Some(owed) = subscriber.resync.take() {
+            let snapshot = self.formats[subscriber.format].encode_snapshot(state, &owed);
+            out.chunks.push(snapshot.bytes);
+            out.messages += snapshot.messages;
+        }
+        subscriber.queued_bytes = 0;
+        for batch in subscriber.queue.drain(..) {
+            if let Some(encoded) = &batch.encoded[subscriber.format] {
+                out.chunks.push(encoded.bytes.clone());
+                out.messages += encoded.messages;
+            }
+        }
+        if subscriber.pending {
+            subscriber.pending = false;
+            if subscriber.woken_by == self.generation {
+                self.undrained = self.undrained.saturating_sub(1);
+            }
+        }
+        out
+    }
+
+    fn note_drained(&mut self, gone: &Subscriber) {
+        if gone.pending && gone.woken_by == self.generation {
+            self.undrained = self.undrained.saturating_sub(1);
+        }
+    }
+
+    /// Subscribers woken by the last broadcast that have not taken it yet.
+    /// Subscribers still behind from an earlier one are not counted: a stuck
+    /// client must not hold the others back.
+    pub fn undrained(&self) -> usize {
+        self.undrained
+    }
+
+    pub fn len(&self) -> usize {
+        self.subscribers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.subscribers.is_empty()
+    }
+
+    pub fn queued_bytes(&self, key: SubscriberKey) -> Option<usize> {
+        self.subscribers.get(&key).map(|s| s.queued_bytes)
+    }
+}
+
+impl Subscriber {
+    /// Queues `batch`; returns whether the subscriber was woken, and whether
+    /// it had to be resynchronised.
+    fn push(&mut self, batch: &Arc<Batch>, limit: usize) -> (bool, bool) {
+        if let Some(owed) = &mut self.resync {
+            owed.extend_from_slice(&batch.left_with_position);
+            self.wake.notify_one();
+            return (true, false);
+        }
+        let Some(encoded) = &batch.encoded[self.format] else {
+            return (false, false);
+        };
+        if encoded.bytes.is_empty() {
+            return (false, false);
+        }
+        self.queued_bytes += encoded.bytes.len();
+        self.queue.push_back(Arc::clone(batch));
+        let mut resynced = false;
+        if self.queued_bytes > limit {
+            let owed = self
+                .queue
+                .drain(..)
+                .flat_map(|b| b.left_with_position.clone())
+                .collect();
+            self.queued_bytes = 0;
+            self.resync = Some(owed);
+            resynced = true;
+        }
+        self.wake.notify_one();
+        (true, resynced)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use shared::legacy::Position;
+    use shared::native::{PlayerInfo, PlayerKind};
+
+    use super::legacy::LEGACY_RECORDS;
+    use super::native::NATIVE_FRAMES;
+    use super::*;
+
+    fn joined(id: ClientId) -> Event {
+        Event::Joined(PlayerInfo {
+            id,
+            name: format!("p{id}"),
+            kind: PlayerKind::Native,
+        })
+    }
+
+    #[test]
+    fn each_format_is_encoded_once_and_its_bytes_shared() {
+        let mut fanout = Fanout::default();
+        let state = State::default();
+        for id in 1..=3 {
+            fanout.subscribe(SubscriberKey::Player(id), &LEGACY_RECORDS);
+        }
+        fanout.subscribe(SubscriberKey::Viewer(1), &NATIVE_FRAMES);
+        for key in [1, 2, 3].map(SubscriberKey::Player) {
+            fanout.drain(key, &state); // the snapshots
+        }
+        fanout.drain(SubscriberKey::Viewer(1), &state);
+        fanout.broadcast(&[joined(4), Event::Moved(4, Position::new(1, 2))], 1 << 20);
+        let legacy: Vec<Outgoing> = [1, 2, 3]
+            .map(|id| fanout.drain(SubscriberKey::Player(id), &state))
+            .into();
+        let first = legacy[0].chunks[0].as_ptr();
+        assert!(
+            legacy.iter().all(|o| o.chunks[0].as_ptr() == first),
+            "one buffer for every legacy subscriber"
+        );
+        assert_eq!(legacy[0].messages, 1, "the join is not a legacy record");
+        let native = fanout.drain(SubscriberKey::Viewer(1), &state);
+        assert_eq!(native.messages, 2, "PlayerJoined, then Positions");
+    }
+
+    #[test]
+    fn undrained_counts_only_those_woken_by_the_last_broadcast() {
+        let mut fanout = Fanout::default();
+        let state = State::default();
+        let (a, b) = (SubscriberKey::Player(1), SubscriberKey::Player(2));
+        fanout.subscribe(a, &LEGACY_RECORDS);
+        fanout.subscribe(b, &LEGACY_RECORDS);
+        fanout.drain(a, &state);
+        fanout.drain(b, &state);
+        let moved = [Event::Moved(1, Position::new(1, 1))];
+        fanout.broadcast(&moved, 1 << 20);
+        assert_eq!(fanout.undrained(), 2);
+        fanout.drain(a, &state);
+        assert_eq!(fanout.undrained(), 1);
+        // `b` is stuck: the next broadcast does not wait for it again.
+        fanout.broadcast(&moved, 1 << 20);
+        assert_eq!(fanout.undrained(), 1, "only `a` is waited for");
+        fanout.drain(a, &state);
+        assert_eq!(fanout.undrained(), 0);
+        // A subscriber that leaves is not waited for either.
+        fanout.broadcast(&moved, 1 << 20);
+        fanout.unsubscribe(a);
+        assert_eq!(fanout.undrained(), 0);
+    }
+
+    #[test]
+    fn a_laggard_is_resynchronised_and_keeps_its_leave_markers() {
+        let mut fanout = Fanout::default();
+        let mut state = State::default();
+        let slow = SubscriberKey::Player(1);
+        fanout.subscribe(slow, &LEGACY_RECORDS);
+        fanout.drain(slow, &state);
+        state.join(PlayerInfo {
+            id: 2,
+            name: "p2".into(),
+            kind: PlayerKind::Legacy,
+        });
+        state.set_positions(2, &[Position::new(5, 5)]);
+        let left = [Event::Left {
+            id: 9,
+            had_position: true,
+        }];
+        let mut resynced = 0;
+        for _ in 0..100 {
+            resynced += fanout.broadcast(&left, 64);
+        }
+        assert!(resynced > 0);
+        assert!(fanout.queued_bytes(slow).unwrap() <= 64);
+        let out = fanout.drain(slow, &state);
+        // 100 leave markers owed (through the resync or still queued), and
+        // the snapshot's one record of player 2.
+        assert_eq!(out.messages, 101);
+    }
+}

@@ -1,0 +1,342 @@
+//! The world as data: every player, its latest position, and the ordered log
+//! of [`Event`]s since the last broadcast. Pure: no I/O, no encoding, no
+//! locks, so it is unit-tested on its own and is what a cluster replicates.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use shared::ClientId;
+use shared::legacy::Position;
+use shared::native::PlayerInfo;
+
+/// Positions of one player that a single broadcast carries in full; past
+/// that, the player's newest position replaces its last one in the log.
+/// Bursts (several positions in one TCP read) are delivered whole; a client
+/// sending faster than this is coalesced, latest wins, so one flooder cannot
+/// fill everyone's pipe with its own moves.
+pub const MAX_MOVES_PER_BROADCAST: u32 = 32;
+
+/// The log is compacted once it holds this many entries, or two per player.
+pub const LOG_COMPACT_MIN: usize = 4096;
+
+/// One change of the world, in the order it happened. The unit of fan-out
+/// and of replication between nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    Joined(PlayerInfo),
+    Moved(ClientId, Position),
+    /// `had_position`: whether legacy clients ever saw the player (and so
+    /// need a leave marker).
+    Left {
+        id: ClientId,
+        had_position: bool,
+    },
+}
+
+impl Event {
+    /// The player this event is about.
+    pub fn player(&self) -> ClientId {
+        match self {
+            Event::Joined(info) => info.id,
+            Event::Moved(id, _) | Event::Left { id, .. } => *id,
+        }
+    }
+}
+
+/// A player of the world.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Player {
+    pub info: PlayerInfo,
+    pub position: Option<Position>,
+    /// Moves of this player in the current log, and where its last one is.
+    moves_in_log: u32,
+    last_move_index: usize,
+}
+
+/// Every player and the events since the last [`State::take_log`].
+#[derive(Debug, Default)]
+pub struct State {
+    players: HashMap<ClientId, Player>,
+    log: Vec<Event>,
+}
+
+impl State {
+    /// Adds a player (replacing one with the same id) and logs its arrival.
+    pub fn join(&mut self, info: PlayerInfo) {
+        self.players.insert(
+            info.id,
+            Player {
+                info: info.clone(),
+                position: None,
+                moves_in_log: 0,
+                last_move_index: 0,
+            },
+        );
+        self.log.push(Event::Joined(info));
+    }
+
+    /// Records new positions of a player, oldest first. Positions of an
+    /// unknown player are ignored. At most [`MAX_MOVES_PER_BROADCAST`] moves
+    /// of one player stay in the log; past that the newest replaces the last.
+    pub fn set_positions(&mut self, id: ClientId, positions: &[Position]) {
+        let Some(player) = self.players.get_mut(&id) else {
+            return;
+        };
+        let Some(&last) = positions.last() else {
+            return;
+        };
+        player.position = Some(last.sanitized());
+        for position in positions {
+            let event = Event::Moved(id, position.sanitized());
+            let replaceable = player.moves_in_log >= MAX_MOVES_PER_BROADCAST
+                && matches!(self.log.get(player.last_move_index), Some(Event::Moved(moved, _)) if *moved == id);
+            if replaceable {
+                self.log[player.last_move_index] = event;
+            } else {
+                player.moves_in_log += 1;
+                player.last_move_index = self.log.len();
+                self.log.push(event);
+            }
+        }
+        if self.log.len() >= LOG_COMPACT_MIN.max(2 * self.players.len()) {
+            self.compact_log();
+        }
+    }
+
+    /// Removes a player and logs its departure; `None` if it was not here.
+    pub fn leave(&mut self, id: ClientId) -> Option<Player> {
+        let player = self.players.remove(&id)?;
+        self.log.push(Event::Left {
+            id,
+            had_position: player.position.is_some(),
+        });
+        Some(player)
+    }
+
+    /// Applies an event that happened elsewhere (another node), logging it
+    /// like a local one.
+    pub fn apply(&mut self, event: &Event) {
+        match event {
+            Event::Joined(info) => self.join(info.clone()),
+            Event::Moved(id, position) => self.set_positions(*id, std::slice::from_ref(position)),
+            Event::Left { id, .. } => {
+                self.leave(*id);
+            }
+        }
+    }
+
+    /// Takes the events since the last call, oldest first.
+    pub fn take_log(&mut self) -> Vec<Event> {
+        for player in self.players.values_mut() {
+            player.moves_in_log = 0;
+        }
+        std::mem::take(&mut self.log)
+    }
+
+    /// Whether anything happened since the last [`State::take_log`].
+    pub fn has_news(&self) -> bool {
+        !self.log.is_empty()
+    }
+
+    pub fn log_len(&self) -> usize {
+        self.log.len()
+    }
+
+    pub fn players(&self) -> impl Iterator<Item = &Player> {
+        self.players.values()
+    }
+
+    pub fn player(&self, id: ClientId) -> Option<&Player> {
+        self.players.get(&id)
+    }
+
+    pub fn player_count(&self) -> usize {
+        self.players.len()
+    }
+
+    /// Keeps only the latest move of each player (joins and leaves stay, in
+    /// order): memory stays bounded whatever the input rate.
+    pub fn compact_log(&mut self) {
+        let mut last_move: HashMap<ClientId, usize> = HashMap::with_capacity(self.players.len());
+        for (index, event) in self.log.iter().enumerate() {
+            if let Event::Moved(id, _) = event {
+                last_move.insert(*id, index);
+            }
+        }
+        let mut index = 0;
+        self.log.retain(|event| {
+            let keep = match event {
+                Event::Moved(id, _) => last_move.get(id) == Some(&index),
+                _ => true,
+            };
+            index += 1;
+            keep
+        });
+        for player in self.players.values_mut() {
+            player.moves_in_log = 0;
+        }
+        for (index, event) in self.log.iter().enumerate() {
+            if let Event::Moved(id, _) = event
+                && let Some(player) = self.players.get_mut(id)
+            {
+                player.moves_in_log += 1;
+                player.last_move_index = index;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use shared::native::PlayerKind;
+
+    use super::*;
+
+    fn info(id: ClientId) -> PlayerInfo {
+        PlayerInfo {
+            id,
+            name: format!("p{id}"),
+            kind: PlayerKind::Legacy,
+        }
+    }
+
+    fn moves(log: &[Event], of: ClientId) -> Vec<i16> {
+        log.iter()
+            .filter_map(|e| match e {
+                Event::Moved(id, p) if *id == of => Some(p.x),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn events_are_logged_in_order_and_taken_once() {
+        let mut state = State::default();
+        state.join(info(1));
+        state.set_positions(1, &[Position::new(1, 1), Position::new(2, 2)]);
+        state.leave(1);
+        assert_eq!(
+            state.take_log(),
+            vec![
+                Event::Joined(info(1)),
+                Event::Moved(1, Position::new(1, 1)),
+                Event::Moved(1, Position::new(2, 2)),
+                Event::Left {
+                    id: 1,
+                    had_position: true
+                },
+            ]
+        );
+        assert!(!state.has_news());
+        assert_eq!(state.player_count(), 0);
+    }
+
+    #[test]
+    fn unknown_players_and_empty_moves_change_nothing() {
+        let mut state = State::default();
+        state.set_positions(5, &[Position::new(1, 1)]);
+        assert!(state.leave(5).is_none());
+        state.join(info(1));
+        state.take_log();
+        state.set_positions(1, &[]);
+        assert!(!state.has_news());
+        assert_eq!(state.player(1).unwrap().position, None);
+    }
+
+    #[test]
+    fn a_flooder_keeps_its_first_moves_and_the_latest() {
+        let mut state = State::default();
+        state.join(info(1));
+        state.join(info(2));
+        state.take_log();
+        let flood: Vec<Position> = (0..1000).map(|i| Position::new(i, 0)).collect();
+        state.set_positions(1, &flood[..500]);
+        state.set_positions(2, &[Position::new(7, 7)]);
+        state.set_positions(1, &flood[500..]);
+        let log = state.take_log();
+        let kept = MAX_MOVES_PER_BROADCAST as i16 - 1;
+        let expected: Vec<i16> = (0..kept).chain([999]).collect();
+        assert_eq!(moves(&log, 1), expected);
+        assert_eq!(moves(&log, 2), vec![7]);
+        // After the log is taken, a player's moves go out in full again.
+        state.set_positions(1, &[Position::new(5, 5), Position::new(6, 6)]);
+        assert_eq!(moves(&state.take_log(), 1), vec![5, 6]);
+    }
+
+    #[test]
+    fn compaction_keeps_joins_leaves_and_each_latest_move() {
+        // Many players, each below the per-broadcast cap, fill the log past
+        // the compaction threshold: compaction must run and keep exactly the
+        // latest move of each player, with joins and leaves in order.
+        let players = 3000;
+        let mut state = State::default();
+        for id in 0..players {
+            state.join(info(id));
+        }
+        state.leave(0);
+        for round in 0..3 {
+            for id in 1..players {
+                state.set_positions(id, &[Position::new(round, id as i16)]);
+            }
+        }
+        assert!(
+            state.log_len() < (players as usize) * 3,
+            "the log was compacted ({} entries)",
+            state.log_len()
+        );
+        let log = state.take_log();
+        let joins = log.iter().filter(|e| matches!(e, Event::Joined(_))).count();
+        assert_eq!(joins, players as usize);
+        assert!(log.contains(&Event::Left {
+            id: 0,
+            had_position: false
+        }));
+        for id in 1..players {
+            let mine = moves(&log, id);
+            assert_eq!(mine.last(), Some(&2), "player {id} ends at its latest move");
+        }
+    }
+
+    #[test]
+    fn compaction_reindexes_so_the_cap_still_replaces_the_right_entry() {
+        let mut state = State::default();
+        state.join(info(1));
+        state.join(info(2));
+        for i in 0..40 {
+            state.set_positions(1, &[Position::new(i, 0)]);
+            state.set_positions(2, &[Position::new(i, 1)]);
+        }
+        state.compact_log();
+        for i in 100..200 {
+            state.set_positions(1, &[Position::new(i, 0)]);
+        }
+        let log = state.take_log();
+        assert_eq!(moves(&log, 1).last(), Some(&199));
+        assert_eq!(moves(&log, 2), vec![39]);
+    }
+
+    #[test]
+    fn reserved_position_is_stored_one_step_inside() {
+        let mut state = State::default();
+        state.join(info(1));
+        state.set_positions(1, &[Position::new(i16::MIN, i16::MIN)]);
+        assert_eq!(
+            state.player(1).unwrap().position,
+            Some(Position::new(-32767, -32767))
+        );
+    }
+
+    #[test]
+    fn remote_events_apply_like_local_ones() {
+        let mut state = State::default();
+        state.apply(&Event::Joined(info(9)));
+        state.apply(&Event::Moved(9, Position::new(3, 4)));
+        assert_eq!(state.player(9).unwrap().position, Some(Position::new(3, 4)));
+        state.apply(&Event::Left {
+            id: 9,
+            had_position: true,
+        });
+        assert_eq!(state.player_count(), 0);
+        assert_eq!(state.take_log().len(), 3);
+    }
+}

@@ -74,12 +74,12 @@ pub struct Config {
     #[arg(long, env = "GAMESERVER_WRITE_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub write_timeout_ms: u64,
 
-    /// Shortest time between two broadcasts of the world, in milliseconds.
-    /// Positions arriving in between are sent together in one write per
-    /// client (still in order, and every one of them unless a client falls
-    /// behind); an isolated position is sent at once. With more than 250
-    /// players listening the interval stretches by 20 µs each, up to 25 ms.
-    #[arg(long, env = "GAMESERVER_BROADCAST_INTERVAL_MS", default_value_t = 5)]
+    /// Optional minimum time between two broadcasts of the world, in
+    /// milliseconds, for fixed ticks. 0 (the default): no floor; a change
+    /// goes out at once when the server is idle, and changes arriving while
+    /// the last broadcast is still being taken by its subscribers go out
+    /// together in the next one (batches grow with the load).
+    #[arg(long, env = "GAMESERVER_BROADCAST_INTERVAL_MS", default_value_t = 0)]
     pub broadcast_interval_ms: u64,
 
     /// Serve Prometheus metrics on http://ADDR/metrics (and /healthz), e.g.
@@ -106,7 +106,7 @@ impl Default for Config {
             idle_timeout_ms: 30_000,
             message_timeout_ms: 5000,
             write_timeout_ms: 10_000,
-            broadcast_interval_ms: 5,
+            broadcast_interval_ms: 0,
             metrics: None,
         }
     }

@@ -23,21 +23,16 @@ pub use state::{Event, LOG_COMPACT_MIN, MAX_MOVES_PER_BROADCAST, Player, State};
 use crate::fanout::{self, Fanout, Outgoing, SubscriberKey, WireFormat};
 use crate::metrics::Counter;
 
-/// Each subscriber stretches the broadcast interval by this much (up to
-/// [`MAX_ADAPTIVE_INTERVAL`]): with a wide fan-out, one write per client per
-/// broadcast dominates the server's cost, so fewer, larger writes keep it
-/// ahead of the load (1,000 subscribers: a broadcast every 20 ms).
-pub const INTERVAL_PER_SUBSCRIBER: Duration = Duration::from_micros(20);
-/// Upper bound of the stretched interval, well inside a 50 ms echo budget.
-pub const MAX_ADAPTIVE_INTERVAL: Duration = Duration::from_millis(25);
+/// Longest the broadcaster waits for the subscribers of one broadcast to
+/// take it before it sends the next anyway (a subscriber stuck in a write
+/// must not hold everyone back for long).
+pub const MAX_GATHER: Duration = Duration::from_millis(20);
 
-/// The time between two broadcasts for `subscribers` subscribers: at least
-/// `min_interval` (the `--broadcast-interval-ms` flag).
-pub fn broadcast_interval(min_interval: Duration, subscribers: usize) -> Duration {
-    let stretched =
-        INTERVAL_PER_SUBSCRIBER.saturating_mul(u32::try_from(subscribers).unwrap_or(u32::MAX));
-    min_interval.max(stretched.min(MAX_ADAPTIVE_INTERVAL))
-}
+/// Subscribers of the last broadcast that may still be busy when the next
+/// one starts, per subscriber: with thousands of them, the last few
+/// stragglers are not worth waiting for. Below this many subscribers the
+/// broadcaster waits for all of them.
+pub const STRAGGLERS_PER_SUBSCRIBER: usize = 64;
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -52,6 +47,9 @@ pub struct World {
     inner: Mutex<Inner>,
     /// Wakes the broadcaster when the log has something new.
     dirty: Notify,
+    /// Wakes the broadcaster when the subscribers have taken the last
+    /// broadcast.
+    drained: Notify,
     /// Subscribers resynchronised because they fell behind (on `/metrics`).
     resyncs: Counter,
 }
@@ -107,10 +105,18 @@ impl World {
 
     fn unsubscribe(&self, key: SubscriberKey) {
         let mut inner = self.lock();
+        let waited_for = inner.fanout.undrained();
         inner.fanout.unsubscribe(key);
-        if let SubscriberKey::Player(id) = key {
-            inner.state.leave(id);
-            drop(inner);
+        let all_taken = waited_for > 0 && inner.fanout.undrained() == 0;
+        let left = match key {
+            SubscriberKey::Player(id) => inner.state.leave(id).is_some(),
+            SubscriberKey::Viewer(_) => false,
+        };
+        drop(inner);
+        if all_taken {
+            self.drained.notify_one();
+        }
+        if left {
             self.dirty.notify_one();
         }
     }
@@ -118,7 +124,14 @@ impl World {
     fn drain(&self, key: SubscriberKey) -> Outgoing {
         let mut inner = self.lock();
         let Inner { state, fanout, .. } = &mut *inner;
-        fanout.drain(key, state)
+        let waited_for = fanout.undrained();
+        let outgoing = fanout.drain(key, state);
+        let all_taken = waited_for > 0 && fanout.undrained() == 0;
+        drop(inner);
+        if all_taken {
+            self.drained.notify_one();
+        }
+        outgoing
     }
 
     /// Turns the log into one batch and queues it for every subscriber.
@@ -135,32 +148,60 @@ impl World {
         resynced
     }
 
-    /// Broadcasts whenever the log has news, at most once per
-    /// [`broadcast_interval`] (`min_interval` stretched for a wide fan-out),
-    /// until `shutdown`.
-    pub async fn run_broadcaster(
-        self: Arc<Self>,
-        min_interval: Duration,
-        shutdown: CancellationToken,
-    ) {
-        let mut last = Instant::now() - min_interval;
+    /// Broadcasts whenever the log has news, until `shutdown`.
+    ///
+    /// There is no fixed tick: like Redis and NATS flushing what is there at
+    /// the end of each pass, a change goes out at once when the broadcaster
+    /// is idle, and changes that arrive while the subscribers are still
+    /// taking the last broadcast gather into the next one. Batches thus grow
+    /// with the load (one write per subscriber per batch) and stay single
+    /// changes when the load is light. `floor` (the `--broadcast-interval-ms`
+    /// flag, 0 by default) adds a fixed minimum time between broadcasts for
+    /// those who want ticks.
+    pub async fn run_broadcaster(self: Arc<Self>, floor: Duration, shutdown: CancellationToken) {
+        let mut last = Instant::now() - floor;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = self.dirty.notified() => {}
             }
-            let subscribers = self.subscriber_count();
-            let due = last + broadcast_interval(min_interval, subscribers);
-            if Instant::now() < due {
+            if !floor.is_zero() {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep_until(due) => {}
+                    _ = tokio::time::sleep_until(last + floor) => {}
                 }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.previous_broadcast_taken() => {}
             }
             last = Instant::now();
             let resynced = self.broadcast();
             if resynced > 0 {
                 tracing::debug!(subscribers = resynced, "backlogs coalesced into snapshots");
+            }
+        }
+    }
+
+    /// Resolves once the subscribers woken by the last broadcast have taken
+    /// it (all but a few stragglers when there are thousands), or after
+    /// [`MAX_GATHER`].
+    async fn previous_broadcast_taken(&self) {
+        let give_up = Instant::now() + MAX_GATHER;
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            {
+                let inner = self.lock();
+                let stragglers = inner.fanout.len() / STRAGGLERS_PER_SUBSCRIBER;
+                if inner.fanout.undrained() <= stragglers {
+                    return;
+                }
+            }
+            tokio::select! {
+                _ = drained => {}
+                _ = tokio::time::sleep_until(give_up) => return,
             }
         }
     }
@@ -384,19 +425,6 @@ mod tests {
                 PositionRecord { id: 1, x: 5, y: 5 },
                 PositionRecord { id: 1, x: 6, y: 6 }
             ]
-        );
-    }
-
-    #[test]
-    fn broadcast_interval_stretches_with_the_fan_out() {
-        let min = Duration::from_millis(10);
-        assert_eq!(broadcast_interval(min, 0), min);
-        assert_eq!(broadcast_interval(min, 500), min);
-        assert_eq!(broadcast_interval(min, 1000), Duration::from_millis(20));
-        assert_eq!(broadcast_interval(min, 100_000), MAX_ADAPTIVE_INTERVAL);
-        assert_eq!(
-            broadcast_interval(Duration::from_millis(40), 1000),
-            Duration::from_millis(40)
         );
     }
 

@@ -435,4 +435,85 @@ mod tests {
         a.set_positions(&[Position::new(i16::MIN, i16::MIN)]);
         assert_eq!(world.position_of(1), Some(Position::new(-32767, -32767)));
     }
+
+    /// Moves `who` to (x, 0) and returns what `watcher` receives next.
+    async fn next_records(watcher: &Membership) -> Vec<PositionRecord> {
+        watcher.changed().await;
+        records(&watcher.take_outgoing())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn isolated_changes_go_out_without_waiting_for_a_tick() {
+        let world = World::new();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(Arc::clone(&world).run_broadcaster(Duration::ZERO, shutdown.clone()));
+        let a = world.join(info(1), &LEGACY_RECORDS);
+        a.changed().await;
+        let _ = a.take_outgoing();
+        let started = Instant::now();
+        for x in 1..=3 {
+            a.set_positions(&[Position::new(x, 0)]);
+            assert_eq!(
+                next_records(&a).await,
+                vec![PositionRecord { id: 1, x, y: 0 }]
+            );
+        }
+        // The clock is paused: any sleep would have moved it.
+        assert_eq!(Instant::now(), started, "no timer was waited on");
+        shutdown.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn changes_gather_while_a_broadcast_is_still_being_taken() {
+        let world = World::new();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(Arc::clone(&world).run_broadcaster(Duration::ZERO, shutdown.clone()));
+        let a = world.join(info(1), &LEGACY_RECORDS);
+        let b = world.join(info(2), &LEGACY_RECORDS);
+        a.changed().await;
+        let _ = a.take_outgoing();
+        let _ = b.take_outgoing();
+        a.set_positions(&[Position::new(1, 0)]);
+        assert_eq!(next_records(&a).await.len(), 1);
+        // `b` has not taken that broadcast yet: the next moves wait for it.
+        a.set_positions(&[Position::new(2, 0)]);
+        tokio::task::yield_now().await;
+        a.set_positions(&[Position::new(3, 0)]);
+        let held = Instant::now();
+        assert_eq!(next_records(&b).await.len(), 1);
+        let got = next_records(&a).await;
+        assert_eq!(
+            got,
+            vec![
+                PositionRecord { id: 1, x: 2, y: 0 },
+                PositionRecord { id: 1, x: 3, y: 0 }
+            ],
+            "one batch"
+        );
+        assert_eq!(Instant::now(), held, "sent as soon as `b` took its batch");
+        shutdown.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_subscriber_that_never_takes_holds_others_back_at_most_max_gather() {
+        let world = World::new();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(Arc::clone(&world).run_broadcaster(Duration::ZERO, shutdown.clone()));
+        let a = world.join(info(1), &LEGACY_RECORDS);
+        let _stuck = world.join(info(2), &LEGACY_RECORDS);
+        a.changed().await;
+        let _ = a.take_outgoing();
+        a.set_positions(&[Position::new(1, 0)]);
+        assert_eq!(next_records(&a).await.len(), 1);
+        let started = Instant::now();
+        a.set_positions(&[Position::new(2, 0)]);
+        assert_eq!(next_records(&a).await.len(), 1);
+        assert!(started.elapsed() <= MAX_GATHER);
+        // The stuck subscriber is not waited for again.
+        let started = Instant::now();
+        a.set_positions(&[Position::new(3, 0)]);
+        assert_eq!(next_records(&a).await.len(), 1);
+        assert_eq!(Instant::now(), started);
+        shutdown.cancel();
+    }
 }

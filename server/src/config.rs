@@ -82,6 +82,21 @@ pub struct Config {
     #[arg(long, env = "GAMESERVER_BROADCAST_INTERVAL_MS", default_value_t = 0)]
     pub broadcast_interval_ms: u64,
 
+    /// Join a cluster of nodes sharing one world over this NATS server,
+    /// e.g. nats://127.0.0.1:4222. Off unless given: one node alone.
+    #[arg(long, env = "GAMESERVER_CLUSTER", value_name = "NATS_URL")]
+    pub cluster: Option<String>,
+
+    /// This node's number in the cluster, unique among the nodes (0-127):
+    /// the high bits of every client id it hands out.
+    #[arg(long, env = "GAMESERVER_NODE_ID", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=127))]
+    pub node_id: u16,
+
+    /// Name of the shared world: the NATS subject prefix, so one NATS can
+    /// carry several worlds. Letters, digits, '-' and '_'.
+    #[arg(long, env = "GAMESERVER_WORLD", default_value = "gameworld", value_parser = parse_world_name)]
+    pub world: String,
+
     /// Serve Prometheus metrics on http://ADDR/metrics (and /healthz), e.g.
     /// 127.0.0.1:9100. Off unless given.
     #[arg(long, env = "GAMESERVER_METRICS", value_name = "HOST:PORT")]
@@ -108,11 +123,38 @@ impl Default for Config {
             write_timeout_ms: 10_000,
             broadcast_interval_ms: 0,
             metrics: None,
+            cluster: None,
+            node_id: 0,
+            world: "gameworld".to_owned(),
         }
     }
 }
 
+fn parse_world_name(name: &str) -> Result<String, String> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if valid {
+        Ok(name.to_owned())
+    } else {
+        Err("use 1 to 64 letters, digits, '-' or '_' (it is a NATS subject prefix)".to_owned())
+    }
+}
+
 impl Config {
+    /// The cluster to join, if any.
+    pub fn cluster(&self) -> Option<crate::cluster::ClusterConfig> {
+        self.cluster
+            .as_ref()
+            .map(|url| crate::cluster::ClusterConfig {
+                url: url.clone(),
+                node: self.node_id,
+                world: self.world.clone(),
+            })
+    }
+
     /// A configuration for tests and embedding: loopback, every port chosen by
     /// the OS, metrics off.
     pub fn ephemeral() -> Self {

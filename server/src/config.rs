@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 
 /// Headless game server: the native game protocol plus the three legacy
 /// Python demos ("test packets", "math", "positions") on their own ports,
@@ -101,6 +101,59 @@ pub struct Config {
     /// 127.0.0.1:9100. Off unless given.
     #[arg(long, env = "GAMESERVER_METRICS", value_name = "HOST:PORT")]
     pub metrics: Option<SocketAddr>,
+
+    /// Whether the legacy services (test packets, math, positions) start by
+    /// sending the client its id as a 4-byte `<i`. `off` is for scripts
+    /// from the original demos that expect no greeting; clients still get
+    /// ids in the registry, the logs and the metrics.
+    #[arg(long, env = "GAMESERVER_LEGACY_WELCOME", value_enum, default_value_t = LegacyWelcome::On)]
+    pub legacy_welcome: LegacyWelcome,
+
+    /// What the positions service sends legacy clients: `ihh` = 8-byte
+    /// `<ihh` records with the player id, and leave markers; `hh` = the
+    /// classic 4-byte `<hh` packets with no id and no leave markers.
+    /// Native clients are not affected.
+    #[arg(long, env = "GAMESERVER_POSITIONS_RECORDS", value_enum, default_value_t = PositionsRecords::Ihh)]
+    pub positions_records: PositionsRecords,
+}
+
+/// The `--legacy-welcome` switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LegacyWelcome {
+    /// Send the id greeting `<i` first (the legacy contract).
+    On,
+    /// Send no greeting (the classic demos).
+    Off,
+}
+
+/// The `--positions-records` switch: the layout of what the positions
+/// service sends legacy clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PositionsRecords {
+    /// `<ihh` records (id, x, y) and leave markers (the legacy contract).
+    Ihh,
+    /// `<hh` packets (x, y), no id, no leave markers (the classic demos).
+    Hh,
+}
+
+/// The switch's value as typed on the command line (`off`, `hh`, ...).
+fn value_name(value: impl ValueEnum) -> String {
+    value
+        .to_possible_value()
+        .map(|v| v.get_name().to_owned())
+        .unwrap_or_default()
+}
+
+impl std::fmt::Display for LegacyWelcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&value_name(*self))
+    }
+}
+
+impl std::fmt::Display for PositionsRecords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&value_name(*self))
+    }
 }
 
 impl Default for Config {
@@ -126,6 +179,8 @@ impl Default for Config {
             cluster: None,
             node_id: 0,
             world: "gameworld".to_owned(),
+            legacy_welcome: LegacyWelcome::On,
+            positions_records: PositionsRecords::Ihh,
         }
     }
 }
@@ -195,6 +250,12 @@ impl Config {
     pub fn broadcast_interval(&self) -> Duration {
         Duration::from_millis(self.broadcast_interval_ms)
     }
+
+    /// Whether any classic compatibility switch departs from the legacy
+    /// contract (worth a line in the start-up log).
+    pub fn is_classic(&self) -> bool {
+        self.legacy_welcome == LegacyWelcome::Off || self.positions_records == PositionsRecords::Hh
+    }
 }
 
 #[cfg(test)]
@@ -205,5 +266,27 @@ mod tests {
     fn default_matches_the_command_line_defaults() {
         let parsed = Config::try_parse_from(["server"]).unwrap();
         assert_eq!(format!("{parsed:?}"), format!("{:?}", Config::default()));
+        assert!(!parsed.is_classic(), "the legacy contract is the default");
+    }
+
+    #[test]
+    fn classic_switches_parse_and_reject_unknown_values() {
+        let parsed = Config::try_parse_from([
+            "server",
+            "--legacy-welcome",
+            "off",
+            "--positions-records",
+            "hh",
+        ])
+        .unwrap();
+        assert_eq!(parsed.legacy_welcome, LegacyWelcome::Off);
+        assert_eq!(parsed.positions_records, PositionsRecords::Hh);
+        assert!(parsed.is_classic());
+        let err = Config::try_parse_from(["server", "--positions-records", "hhi"]).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("ihh") && message.contains("hh"),
+            "the error lists the choices: {message}"
+        );
     }
 }

@@ -46,9 +46,15 @@ pub struct Config {
     #[arg(long, env = "GAMESERVER_MAX_CONNECTIONS", default_value_t = 20_000)]
     pub max_connections: usize,
 
-    /// Most connected clients from one IP address (0 = no limit).
-    #[arg(long, env = "GAMESERVER_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
+    /// Most connected clients from one IP address (0 = no limit). Loopback
+    /// addresses are exempt unless --limit-loopback is given, so local
+    /// tools, benchmarks and a reverse proxy on the same box are not refused.
+    #[arg(long, env = "GAMESERVER_MAX_CONNECTIONS_PER_IP", default_value_t = 64)]
     pub max_connections_per_ip: usize,
+
+    /// Apply --max-connections-per-ip to loopback addresses too.
+    #[arg(long, env = "GAMESERVER_LIMIT_LOOPBACK")]
+    pub limit_loopback: bool,
 
     /// Largest native frame a client may send, in bytes.
     #[arg(long, env = "GAMESERVER_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
@@ -168,7 +174,8 @@ impl Default for Config {
             probe_interval_ms: 1000,
             probe_timeout_ms: 3000,
             max_connections: 20_000,
-            max_connections_per_ip: 0,
+            max_connections_per_ip: 64,
+            limit_loopback: false,
             max_frame_bytes: 64 * 1024,
             handshake_timeout_ms: 5000,
             idle_timeout_ms: 30_000,
@@ -199,6 +206,12 @@ fn parse_world_name(name: &str) -> Result<String, String> {
 }
 
 impl Config {
+    /// HTTP connections the HTTP listeners may hold at once (each is a
+    /// file descriptor).
+    pub fn http_connection_budget(&self) -> usize {
+        0
+    }
+
     /// The cluster to join, if any.
     pub fn cluster(&self) -> Option<crate::cluster::ClusterConfig> {
         self.cluster

@@ -55,6 +55,7 @@ impl Disconnect {
             Disconnect::HandshakeTimeout(_) => "handshake_timeout",
             Disconnect::Rejected(_) => "rejected",
             Disconnect::Shutdown => "shutdown",
+            Disconnect::Io(err) if Disconnect::is_reset(err) => "client_reset",
             Disconnect::Io(_) => "io_error",
         }
     }
@@ -71,12 +72,26 @@ impl Disconnect {
         )
     }
 
-    /// Whether the client, not the server or the network, ended it normally.
-    pub fn is_normal(&self) -> bool {
+    fn is_reset(err: &std::io::Error) -> bool {
         matches!(
-            self,
-            Disconnect::ClientClosed | Disconnect::ClientBye | Disconnect::Shutdown
+            err.kind(),
+            std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::UnexpectedEof
         )
+    }
+
+    /// Whether this is routine: the client left (closed, said goodbye, or
+    /// reset the connection, which is how many clients and networks close),
+    /// or the server is shutting down. Routine ends are logged at `info`;
+    /// the rest are warnings.
+    pub fn is_normal(&self) -> bool {
+        match self {
+            Disconnect::ClientClosed | Disconnect::ClientBye | Disconnect::Shutdown => true,
+            Disconnect::Io(err) => Disconnect::is_reset(err),
+            _ => false,
+        }
     }
 }
 

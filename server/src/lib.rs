@@ -16,6 +16,8 @@ pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod fanout;
+pub mod fd_limit;
+pub mod log_throttle;
 pub mod metrics;
 pub mod registry;
 pub mod services;
@@ -139,7 +141,8 @@ impl Server {
                 .transpose()?,
         };
         let world = World::new();
-        let mut registry = Registry::new(config.max_connections, config.max_connections_per_ip);
+        let mut registry = Registry::new(config.max_connections, config.max_connections_per_ip)
+            .limit_loopback(config.limit_loopback);
         let mut cluster = None;
         let mut cluster_metrics = None;
         if let Some(cluster_config) = config.cluster() {
@@ -232,6 +235,7 @@ impl Server {
                 shared.shutdown.clone(),
             ));
         }
+        tracker.spawn(log_throttle::WARNINGS.flush_every_window(shared.shutdown.clone()));
         tracker.spawn(
             Arc::clone(&shared.world)
                 .run_broadcaster(shared.config.broadcast_interval(), shared.shutdown.clone()),
@@ -260,7 +264,9 @@ async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => admit(stream, peer, service, &shared, &tracker),
             Err(err) => {
-                error!(%service, cause = %err, "accept failed");
+                if log_throttle::WARNINGS.admit("accept_failed") {
+                    error!(%service, cause = %err, "accept failed");
+                }
                 tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
             }
         }
@@ -278,7 +284,9 @@ fn admit(
     let registration = match shared.registry.register(service, peer) {
         Ok(registration) => registration,
         Err(refusal) => {
-            warn!(%service, %peer, reason = %refusal, "connection refused");
+            if log_throttle::WARNINGS.admit(refusal.label()) {
+                warn!(%service, %peer, reason = %refusal, "connection refused");
+            }
             shared.metrics.refused(service, refusal.label());
             return; // dropping the stream closes it
         }
@@ -304,7 +312,7 @@ fn admit(
 fn log_disconnect(id: shared::ClientId, service: Service, reason: &Disconnect) {
     if reason.is_normal() {
         info!(client = id, %service, reason = %reason, "disconnected");
-    } else {
+    } else if log_throttle::WARNINGS.admit(reason.label()) {
         warn!(client = id, %service, reason = %reason, "disconnected");
     }
 }

@@ -7,7 +7,7 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let config = Config::parse();
+    let mut config = Config::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -20,6 +20,7 @@ async fn main() -> std::process::ExitCode {
             "classic compatibility switches on (not the legacy contract's defaults)"
         );
     }
+    fit_file_descriptors(&mut config);
     let server = match Server::bind(config).await {
         Ok(server) => server,
         Err(err) => {
@@ -35,6 +36,9 @@ async fn main() -> std::process::ExitCode {
 
 /// Cancels `shutdown` on the first SIGINT (Ctrl-C) or SIGTERM.
 async fn cancel_on_signal(shutdown: CancellationToken) {
+    // Cancels however this task ends, even if logging the signal panics
+    // (stderr a closed pipe makes tracing's fallback `eprintln!` panic).
+    let _cancel = shutdown.drop_guard();
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -53,5 +57,32 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
     }
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
-    shutdown.cancel();
+}
+
+/// Raises the open-file limit as far as allowed and keeps
+/// `--max-connections` within it, saying what it did.
+fn fit_file_descriptors(config: &mut Config) {
+    let nofile = match server::fd_limit::raise_nofile_limit() {
+        Ok(nofile) => nofile,
+        Err(err) => {
+            tracing::warn!(cause = %err, "cannot read or raise the open-file limit");
+            return;
+        }
+    };
+    tracing::info!(
+        open_files = nofile,
+        "open-file limit (soft, raised to the hard limit)"
+    );
+    if let Some(cap) = server::fd_limit::connection_cap(config, nofile) {
+        tracing::warn!(
+            max_connections = config.max_connections,
+            open_files = nofile,
+            effective_max_connections = cap,
+            headroom = server::fd_limit::headroom(config),
+            "--max-connections does not fit the open-file limit: lowered so that \
+             every accepted player has a descriptor (raise the hard limit, e.g. \
+             LimitNOFILE= in systemd or `ulimit -Hn`, to allow more)"
+        );
+        config.max_connections = cap;
+    }
 }

@@ -88,6 +88,8 @@ pub struct Registry {
     clients: Mutex<Clients>,
     max_connections: usize,
     max_per_ip: usize,
+    /// Whether loopback peers count against `max_per_ip`.
+    limit_loopback: bool,
 }
 
 impl Registry {
@@ -100,7 +102,15 @@ impl Registry {
             clients: Mutex::new(Clients::default()),
             max_connections,
             max_per_ip,
+            limit_loopback: false,
         }
+    }
+
+    /// Applies the per-address limit to loopback peers too (by default they
+    /// are exempt: local tools and a reverse proxy share one address).
+    pub fn limit_loopback(mut self, limit: bool) -> Self {
+        self.limit_loopback = limit;
+        self
     }
 
     /// Hands out ids from `ids` only (a cluster node's slice).
@@ -144,7 +154,8 @@ impl Registry {
         }
         let ip = peer.ip();
         let from_ip = clients.per_ip.get(&ip).copied().unwrap_or(0);
-        if self.max_per_ip > 0 && from_ip >= self.max_per_ip {
+        let limited = self.limit_loopback || !ip.is_loopback();
+        if self.max_per_ip > 0 && limited && from_ip >= self.max_per_ip {
             return Err(Refusal::PerIpLimit {
                 ip,
                 max: self.max_per_ip,
@@ -275,6 +286,27 @@ mod tests {
         assert_eq!(d.id(), 0x0100_0002, "wraps, skipping the id still in use");
         assert_eq!(register().unwrap_err(), Refusal::IdsExhausted);
         drop(a);
+    }
+
+    #[test]
+    fn loopback_is_exempt_from_the_per_ip_limit_unless_asked() {
+        let exempt = Arc::new(Registry::new(10, 1));
+        let _a = exempt
+            .register(Service::Math, peer([127, 0, 0, 1], 1))
+            .unwrap();
+        assert!(
+            exempt
+                .register(Service::Math, peer([127, 0, 0, 1], 2))
+                .is_ok()
+        );
+        let limited = Arc::new(Registry::new(10, 1).limit_loopback(true));
+        let _b = limited
+            .register(Service::Math, peer([127, 0, 0, 1], 1))
+            .unwrap();
+        assert!(matches!(
+            limited.register(Service::Math, peer([127, 0, 0, 1], 2)),
+            Err(Refusal::PerIpLimit { max: 1, .. })
+        ));
     }
 
     #[test]

@@ -73,6 +73,7 @@ async fn connections_over_the_limits_are_refused() {
     let server = TestServer::with(|c| {
         c.max_connections = 3;
         c.max_connections_per_ip = 2;
+        c.limit_loopback = true;
     })
     .await;
     let (_a, _) = connect_legacy(server.addrs.math).await;
@@ -355,5 +356,18 @@ async fn a_flooding_client_does_not_starve_the_others() {
     stop.cancel();
     flood.abort();
     drain.abort();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn loopback_is_exempt_from_the_default_per_ip_limit() {
+    let server = TestServer::start().await;
+    let limit = server.shared.config.max_connections_per_ip;
+    assert!(limit > 0, "a per-IP limit is on by default");
+    let mut clients = Vec::new();
+    for _ in 0..limit + 6 {
+        clients.push(connect_legacy(server.addrs.math).await);
+    }
+    assert_eq!(server.shared.registry.len(), limit + 6);
     server.stop().await;
 }

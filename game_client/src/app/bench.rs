@@ -12,13 +12,13 @@ use bevy::prelude::*;
 use bevy::state::app::StatesPlugin;
 use rand::Rng;
 use shared::legacy::Position;
-use shared::native::{PlayerInfo, PlayerKind, PlayerPosition, PlayerState};
+use shared::native::{PlayerInfo, PlayerKind, PlayerPosition, PlayerState, ServerMessage};
 
 use crate::GameLogicPlugins;
-use crate::cli::BenchArgs;
-use crate::net_thread::NetEvent;
-use crate::network::channel_pair;
-use crate::players::PlayerIndex;
+use crate::app::cli::BenchArgs;
+use crate::logic::players::PlayerIndex;
+use crate::net::channel_pair;
+use crate::net::thread::NetEvent;
 
 /// Frame period of the measured loop (60 Hz, like a windowed client).
 const FRAME_PERIOD: Duration = Duration::from_nanos(16_666_667);
@@ -135,10 +135,11 @@ fn feed_synthetic_world(
         .map(|_| Position::new(rng.random_range(-300..300), rng.random_range(-300..300)))
         .collect();
     let id_of = |i: usize| i as i32 + 1;
-    let _ = events.send(NetEvent::Welcome {
+    let _ = events.send(NetEvent::Server(ServerMessage::Welcome {
         id: BENCH_LOCAL_ID,
+        protocol_version: shared::native::PROTOCOL_VERSION,
         server: "bench".into(),
-    });
+    }));
     let snapshot = positions
         .iter()
         .enumerate()
@@ -155,7 +156,9 @@ fn feed_synthetic_world(
             position: Some(*p),
         })
         .collect();
-    let _ = events.send(NetEvent::Snapshot(snapshot));
+    let _ = events.send(NetEvent::Server(ServerMessage::Snapshot {
+        players: snapshot,
+    }));
 
     // Each player moves `rate_hz` times a second; spread them over the batches.
     let updates_per_batch = (players as f64 * rate_hz * FEED_PERIOD.as_secs_f64()).max(1.0);
@@ -181,7 +184,9 @@ fn feed_synthetic_world(
         }
         sent += batch.len() as u64;
         let bytes = batch.len() as u64 * 8;
-        if events.send(NetEvent::Positions(batch)).is_err()
+        if events
+            .send(NetEvent::Server(ServerMessage::Positions(batch)))
+            .is_err()
             || events.send(NetEvent::Traffic { bytes }).is_err()
         {
             break;

@@ -125,6 +125,11 @@ pub struct BenchArgs {
     /// Position updates per player per second.
     #[arg(long, default_value_t = 10.0)]
     pub rate_hz: f64,
+    /// Measure whole frames in a window instead (1280x720, spectating the
+    /// crowd with labels, indicators and minimap on, no vsync); prints frame
+    /// time p50/p99/max and the renderer it ran on.
+    #[arg(long)]
+    pub render: bool,
 }
 
 fn parse_probability(text: &str) -> Result<f32, String> {

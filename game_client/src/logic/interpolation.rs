@@ -3,9 +3,13 @@
 //! Each remote sprite is drawn where its player was `delay` seconds ago,
 //! interpolated between the two received samples around that time, as
 //! Source's `cl_interp` does. The delay adapts to the link: it is the mean
-//! gap between a player's samples plus twice their jitter (mean deviation,
-//! as TCP estimates its RTO), so a steady link gets a small buffer and a jittery
-//! one a deeper one. When samples stop, the sprite extrapolates briefly along
+//! gap between a player's samples (longer when updates are lost) plus twice
+//! the network jitter, measured as the mean deviation of the RTT samples (as
+//! TCP estimates its RTO). So a steady link gets a small buffer and a jittery
+//! one a deeper one. The gaps themselves are not used as jitter: the server
+//! only sends a player when it moves, so their irregularity is the players'
+//! (a Python walker stepping at random), not the network's; measured that
+//! way, a loopback demo got a 400 ms buffer. When samples stop, the sprite extrapolates briefly along
 //! its last velocity, then holds; when it is too far from where it should be
 //! (a teleport, a long stall) it snaps.
 
@@ -13,7 +17,7 @@ use bevy::prelude::*;
 
 use super::players::{PIXELS_PER_UNIT, units_to_px};
 use super::players::{PlayerSystems, PositionHistory, REMOTE_Z, RemotePlayer, SampleInterval};
-use crate::net::NetSystems;
+use crate::net::{LinkMeasurement, NetSystems};
 
 /// Bounds of the interpolation delay, seconds. The lower bound still covers
 /// a 20 Hz sender; the upper bound keeps the view under half a second old.
@@ -23,8 +27,11 @@ pub const MAX_DELAY_SECS: f32 = 0.5;
 pub const INITIAL_DELAY_SECS: f32 = 0.1;
 /// Jitter (mean deviation of the gaps) is counted this many times in the delay.
 pub const JITTER_FACTOR: f32 = 2.0;
-/// Weight of a new gap sample in the running means (per sample).
+/// Weight of a new gap sample in the running mean (per sample).
 pub const GAP_SMOOTHING: f64 = 0.02;
+/// Weights of a new RTT sample in its mean and mean deviation (TCP's 1/8, 1/4).
+pub const RTT_SMOOTHING: f64 = 0.125;
+pub const RTT_DEVIATION_SMOOTHING: f64 = 0.25;
 /// A gap longer than this is a player standing still (the server only sends
 /// moves), not network jitter: it is left out of the estimate.
 pub const IDLE_GAP_SECS: f64 = 0.6;
@@ -49,9 +56,11 @@ pub struct InterpolationDelay {
     pub target_secs: f32,
     /// Running mean of the gap between two samples of one player, seconds.
     pub mean_gap_secs: f64,
-    /// Running mean deviation of those gaps: the jitter, seconds.
+    /// Running mean deviation of the RTT: the jitter, seconds.
     pub jitter_secs: f64,
-    /// Gap samples seen (the first ones seed the means).
+    /// Running mean of the RTT, seconds (`None` before the first sample).
+    pub mean_rtt_secs: Option<f64>,
+    /// Gap samples seen (the first ones seed the mean).
     pub samples: u64,
 }
 
@@ -62,6 +71,7 @@ impl Default for InterpolationDelay {
             target_secs: INITIAL_DELAY_SECS,
             mean_gap_secs: f64::from(INITIAL_DELAY_SECS),
             jitter_secs: 0.0,
+            mean_rtt_secs: None,
             samples: 0,
         }
     }
@@ -76,9 +86,24 @@ impl InterpolationDelay {
         // The first samples weigh more so the estimate settles within a second.
         let weight = GAP_SMOOTHING.max(1.0 / (self.samples as f64 + 1.0));
         self.samples += 1;
-        let deviation = (gap_secs - self.mean_gap_secs).abs();
         self.mean_gap_secs += weight * (gap_secs - self.mean_gap_secs);
-        self.jitter_secs += weight * (deviation - self.jitter_secs);
+        self.retarget();
+    }
+
+    /// Adds an RTT sample: its deviation from the mean is the jitter.
+    pub fn observe_rtt(&mut self, rtt_secs: f64) {
+        match self.mean_rtt_secs {
+            None => self.mean_rtt_secs = Some(rtt_secs),
+            Some(mean) => {
+                let deviation = (rtt_secs - mean).abs();
+                self.jitter_secs += RTT_DEVIATION_SMOOTHING * (deviation - self.jitter_secs);
+                self.mean_rtt_secs = Some(mean + RTT_SMOOTHING * (rtt_secs - mean));
+            }
+        }
+        self.retarget();
+    }
+
+    fn retarget(&mut self) {
         let target = self.mean_gap_secs + f64::from(JITTER_FACTOR) * self.jitter_secs;
         self.target_secs = (target as f32).clamp(MIN_DELAY_SECS, MAX_DELAY_SECS);
     }
@@ -116,19 +141,28 @@ impl Plugin for InterpolationPlugin {
     }
 }
 
-/// Feeds this frame's sample gaps into the delay estimate.
+/// Feeds this frame's sample gaps and RTT samples into the delay estimate.
 pub fn measure_jitter(
     mut gaps: MessageReader<SampleInterval>,
+    mut measurements: MessageReader<LinkMeasurement>,
     mut delay: ResMut<InterpolationDelay>,
     time: Res<Time>,
 ) {
     // Read without writing first, so an idle frame does not mark it changed.
     let mut next = *delay;
-    for SampleInterval(gap) in gaps.read() {
-        next.observe_gap(*gap);
+    for sample in gaps.read() {
+        next.observe_gap(sample.gap_secs);
+    }
+    for measurement in measurements.read() {
+        if let LinkMeasurement::Rtt(rtt) = measurement {
+            next.observe_rtt(rtt.as_secs_f64());
+        }
     }
     next.advance(time.delta_secs());
-    if next.delay_secs != delay.delay_secs || next.samples != delay.samples {
+    if next.delay_secs != delay.delay_secs
+        || next.samples != delay.samples
+        || next.mean_rtt_secs != delay.mean_rtt_secs
+    {
         *delay = next;
     }
 }
@@ -240,14 +274,19 @@ mod tests {
         for _ in 0..500 {
             steady.observe_gap(0.1);
         }
-        assert!((steady.target_secs - 0.1).abs() < 0.005, "{steady:?}");
-        let mut jittery = InterpolationDelay::default();
-        for i in 0..500 {
-            jittery.observe_gap(if i % 2 == 0 { 0.02 } else { 0.18 });
+        for _ in 0..20 {
+            steady.observe_rtt(0.001);
         }
-        assert!(jittery.target_secs > 0.2, "{jittery:?}");
-        // Idle gaps are not jitter.
+        assert!((steady.target_secs - 0.1).abs() < 0.005, "{steady:?}");
+        // Idle gaps are not a send rate.
         steady.observe_gap(5.0);
         assert!((steady.target_secs - 0.1).abs() < 0.005);
+
+        let mut jittery = steady;
+        for i in 0..40 {
+            jittery.observe_rtt(if i % 2 == 0 { 0.02 } else { 0.12 });
+        }
+        assert!(jittery.jitter_secs > 0.04, "{jittery:?}");
+        assert!(jittery.target_secs > 0.18, "{jittery:?}");
     }
 }

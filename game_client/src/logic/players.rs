@@ -145,10 +145,12 @@ pub enum PlayerSystems {
     Apply,
 }
 
-/// A remote player's arrival-time samples changed: how long since the
-/// previous sample of the same player (for the jitter estimate).
+/// A remote player's new sample: how long since its previous sample (for
+/// the interpolation delay's mean gap).
 #[derive(Message, Debug, Clone, Copy, PartialEq)]
-pub struct SampleInterval(pub f64);
+pub struct SampleInterval {
+    pub gap_secs: f64,
+}
 
 pub struct PlayersPlugin;
 
@@ -183,7 +185,7 @@ fn label_bundle(text: String) -> impl Bundle {
 
 /// The one way a remote player learns a position, whichever message brought
 /// it (snapshot or broadcast). The first position places the sprite there and
-/// shows it, so a player never slides in from (0, 0). Returns the time since
+/// shows it, so a player never slides in from (0, 0). Returns the gap since
 /// the previous sample, if there was one.
 pub fn record_position(
     history: &mut PositionHistory,
@@ -191,7 +193,7 @@ pub fn record_position(
     visibility: &mut Visibility,
     position: Vec2,
     now_secs: f64,
-) -> Option<f64> {
+) -> Option<SampleInterval> {
     let previous = history.latest();
     if previous.is_none() {
         transform.translation = units_to_px(position).extend(REMOTE_Z);
@@ -201,7 +203,9 @@ pub fn record_position(
         history.0.pop_front();
     }
     history.0.push_back((position, now_secs));
-    previous.map(|(_, at)| now_secs - at)
+    previous.map(|(_, at)| SampleInterval {
+        gap_secs: now_secs - at,
+    })
 }
 
 fn spawn_remote_player(
@@ -309,7 +313,7 @@ pub fn apply_roster_events(
                                     now,
                                 )
                             {
-                                intervals.write(SampleInterval(gap));
+                                intervals.write(gap);
                             }
                         }
                         None => {
@@ -387,7 +391,7 @@ pub fn apply_server_positions(
             if let Some(gap) =
                 record_position(&mut history, &mut transform, &mut visibility, position, now)
             {
-                intervals.write(SampleInterval(gap));
+                intervals.write(gap);
             }
         }
     }

@@ -387,9 +387,7 @@ impl Session<'_> {
     fn release_due(&mut self, events: &Sender<NetEvent>) -> Result<(), Stop> {
         let now = Instant::now();
         while let Some(message) = self.to_server.pop_due(now) {
-            self.writer
-                .send(&message)
-                .map_err(|reason| Stop::Lost(reason))?;
+            self.writer.send(&message).map_err(Stop::Lost)?;
         }
         while let Some((message, _bytes)) = self.from_server.pop_due(now) {
             self.handle(message, events)?;

@@ -30,11 +30,21 @@ pub fn label_alpha(scale: f32) -> f32 {
     1.0 - t.clamp(0.0, 1.0)
 }
 
+/// A label's parent, whether it shows, and its colour (for the fade).
+type LabelParts = (
+    &'static ChildOf,
+    &'static mut Visibility,
+    &'static mut TextColor,
+);
+
+/// Remote players (never the camera).
+type RemoteFilter = (With<RemotePlayer>, Without<MainCamera>);
+
 pub fn choose_labels(
     time: Res<Time<Real>>,
     camera: Query<(&Transform, &Projection), With<MainCamera>>,
-    players: Query<(Entity, &Transform), (With<RemotePlayer>, Without<MainCamera>)>,
-    mut labels: Query<(&ChildOf, &mut Visibility, &mut TextColor), With<PlayerLabel>>,
+    players: Query<(Entity, &Transform), RemoteFilter>,
+    mut labels: Query<LabelParts, With<PlayerLabel>>,
     mut last_refresh: Local<f64>,
     mut last_scale: Local<f32>,
 ) {

@@ -30,7 +30,7 @@ const EXTENT_MARGIN: f32 = 0.1;
 const BACKGROUND: [u8; 4] = [16, 20, 26, 215];
 const VIEW_RECT: [u8; 4] = [255, 255, 255, 255];
 /// A dot is this many texels wide (the local player's one more).
-const DOT_TEXELS: i32 = 3;
+const DOT_TEXELS: i32 = 4;
 
 /// The minimap's texture.
 #[derive(Resource, Debug, Clone)]

@@ -2,32 +2,25 @@
 //! a 2D map, moved by the server's position broadcast.
 //!
 //! The crate is a library of plugins so that the binary, the headless mode,
-//! the ECS benchmark and the tests all run the very same systems:
+//! the ECS benchmark and the tests all run the very same systems. Its folders
+//! follow the plugin groups:
 //!
-//! * [`GameLogicPlugins`]: network → ECS, players, local input, math, stats.
-//!   Needs no window and no GPU.
-//! * view plugins ([`camera`], [`world_map`], [`hud`], [`overlay`]): what a
-//!   windowed client adds on top.
-//! * [`net_thread`]: the network thread behind the crossbeam channels.
+//! * [`net`]: the network thread (with its link conditioner) and the drain
+//!   that turns what it reports into typed Bevy messages.
+//! * [`logic`] ([`GameLogicPlugins`]): players, interpolation, local input,
+//!   math, stats. Needs no window and no GPU.
+//! * [`view`] ([`ViewPlugins`]): camera, ground, HUD, overlay, off-screen
+//!   indicators, minimap, labels, the link panel — what a window adds.
+//! * [`app`]: the command line, the multi-window demo, the benchmark, the
+//!   embedded server and its wandering bots.
 
 use bevy::app::PluginGroupBuilder;
 use bevy::prelude::*;
 
-pub mod auto_exit;
-pub mod bench;
-pub mod camera;
-pub mod cli;
-pub mod demo;
-pub mod embedded_server;
-pub mod hud;
-pub mod local_input;
-pub mod math_panel;
-pub mod net_thread;
-pub mod network;
-pub mod overlay;
-pub mod players;
-pub mod stats;
-pub mod world_map;
+pub mod app;
+pub mod logic;
+pub mod net;
+pub mod view;
 
 /// How the local player is driven.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -67,18 +60,19 @@ impl Default for ClientSettings {
 /// windowed client, `--headless`, `bench-ecs` and the tests.
 ///
 /// Needs `MinimalPlugins` (or `DefaultPlugins`), `InputPlugin` and the
-/// [`network::NetEvents`] / [`network::NetCommands`] channel ends (inserted by
-/// [`network::NetworkThreadPlugin`] or by a test).
+/// [`net::NetEvents`] / [`net::NetCommands`] channel ends (inserted by
+/// [`net::NetworkThreadPlugin`] or by a test).
 pub struct GameLogicPlugins;
 
 impl PluginGroup for GameLogicPlugins {
     fn build(self) -> PluginGroupBuilder {
         PluginGroupBuilder::start::<Self>()
-            .add(network::NetworkPlugin)
-            .add(players::PlayersPlugin)
-            .add(local_input::LocalInputPlugin)
-            .add(math_panel::MathPanelPlugin)
-            .add(stats::NetStatsPlugin)
+            .add(net::NetworkPlugin)
+            .add(logic::players::PlayersPlugin)
+            .add(logic::interpolation::InterpolationPlugin)
+            .add(logic::local_input::LocalInputPlugin)
+            .add(logic::math_panel::MathPanelPlugin)
+            .add(logic::stats::NetStatsPlugin)
     }
 }
 
@@ -88,9 +82,13 @@ pub struct ViewPlugins;
 impl PluginGroup for ViewPlugins {
     fn build(self) -> PluginGroupBuilder {
         PluginGroupBuilder::start::<Self>()
-            .add(camera::CameraPlugin)
-            .add(world_map::WorldMapPlugin)
-            .add(hud::HudPlugin)
-            .add(overlay::OverlayPlugin::default())
+            .add(view::camera::CameraPlugin)
+            .add(view::world_map::WorldMapPlugin)
+            .add(view::hud::HudPlugin)
+            .add(view::labels::LabelsPlugin)
+            .add(view::indicators::IndicatorsPlugin)
+            .add(view::minimap::MinimapPlugin)
+            .add(view::link_panel::LinkPanelPlugin)
+            .add(view::overlay::OverlayPlugin::default())
     }
 }

@@ -10,12 +10,14 @@ use bevy::prelude::*;
 use bevy::state::app::StatesPlugin;
 use bevy::window::{WindowPosition, WindowResolution};
 use clap::Parser;
-use game_client::auto_exit::AutoExitPlugin;
-use game_client::cli::{Cli, Command, RunArgs};
-use game_client::embedded_server::{EmbeddedServerPlugin, ensure_local_server};
-use game_client::network::NetworkThreadPlugin;
-use game_client::overlay::OverlayPlugin;
-use game_client::{GameLogicPlugins, ViewPlugins, bench, demo};
+use game_client::app::auto_exit::AutoExitPlugin;
+use game_client::app::cli::{Cli, Command, RunArgs};
+use game_client::app::embedded_server::{EmbeddedServerPlugin, ensure_local_server};
+use game_client::app::window_layout::{WindowLayoutPlugin, WindowTile};
+use game_client::app::{bench, demo};
+use game_client::net::NetworkThreadPlugin;
+use game_client::view::overlay::OverlayPlugin;
+use game_client::{GameLogicPlugins, ViewPlugins};
 
 /// Frame period of the headless loop (60 Hz).
 const HEADLESS_FRAME_PERIOD: Duration = Duration::from_nanos(16_666_667);
@@ -67,13 +69,14 @@ fn run_client(args: &RunArgs) -> ExitCode {
     // After the log plugin, so what the embedded server does is logged.
     let (target, embedded) = match &args.connect {
         Some(target) => (target.clone(), None),
-        None => ensure_local_server(),
+        None => ensure_local_server(!args.no_bots),
     };
     app.insert_resource(settings.clone()).add_plugins((
         EmbeddedServerPlugin::new(embedded),
         NetworkThreadPlugin {
             target,
             name: settings.name.clone(),
+            conditions: args.link_conditions(),
         },
         GameLogicPlugins,
         AutoExitPlugin {
@@ -82,9 +85,14 @@ fn run_client(args: &RunArgs) -> ExitCode {
         },
     ));
     if !args.headless {
-        app.add_plugins(ViewPlugins.set(OverlayPlugin {
-            start_enabled: args.overlay,
-        }));
+        app.add_plugins((
+            ViewPlugins.set(OverlayPlugin {
+                start_enabled: args.overlay,
+            }),
+            WindowLayoutPlugin {
+                tile: args.tile.map(|(index, count)| WindowTile { index, count }),
+            },
+        ));
     }
     match app.run() {
         AppExit::Success => ExitCode::SUCCESS,

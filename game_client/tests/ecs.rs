@@ -8,18 +8,20 @@ use bevy::prelude::*;
 use bevy::state::app::StatesPlugin;
 use bevy::time::TimeUpdateStrategy;
 use crossbeam_channel::{Receiver, Sender};
-use game_client::hud::{DisconnectedBanner, HudPlugin, HudText};
-use game_client::math_panel::{MathPanel, SendMathQuery};
-use game_client::net_thread::{NetCommand, NetEvent};
-use game_client::network::{ConnectionState, LocalPlayerId, channel_pair};
-use game_client::players::{
+use game_client::logic::interpolation::InterpolationDelay;
+use game_client::logic::math_panel::{MathPanel, SendMathQuery};
+use game_client::logic::players::{
     LegacyPlayer, LocalPlayer, PIXELS_PER_UNIT, PlayerId, PlayerIndex, PlayerLabel, RemotePlayer,
 };
-use game_client::stats::NetStats;
+use game_client::logic::stats::NetStats;
+use game_client::net::thread::{NetCommand, NetEvent};
+use game_client::net::{ConnectionState, LocalPlayerId, channel_pair};
+use game_client::view::hud::{DisconnectedBanner, HudPlugin, HudText};
 use game_client::{ClientSettings, ControlMode, GameLogicPlugins};
 use shared::ClientId;
 use shared::legacy::Position;
 use shared::math::{MathOp, MathStatus};
+use shared::native::{ClientMessage, PROTOCOL_VERSION, ServerMessage};
 use shared::native::{PlayerInfo, PlayerKind, PlayerPosition, PlayerState};
 
 const FRAME: Duration = Duration::from_millis(50);
@@ -61,6 +63,11 @@ impl Harness {
         self.to_client.send(event).unwrap();
     }
 
+    /// What the network thread passes on from the server.
+    fn server(&self, message: ServerMessage) {
+        self.send(NetEvent::Server(message));
+    }
+
     fn frames(&mut self, n: usize) {
         for _ in 0..n {
             self.app.update();
@@ -68,10 +75,7 @@ impl Harness {
     }
 
     fn welcome(&mut self) {
-        self.send(NetEvent::Welcome {
-            id: ME,
-            server: "test".into(),
-        });
+        self.server(welcome(ME));
         self.frames(2);
     }
 
@@ -121,6 +125,18 @@ impl Harness {
     }
 }
 
+fn welcome(id: ClientId) -> ServerMessage {
+    ServerMessage::Welcome {
+        id,
+        protocol_version: PROTOCOL_VERSION,
+        server: "test".into(),
+    }
+}
+
+fn snapshot(players: Vec<PlayerState>) -> ServerMessage {
+    ServerMessage::Snapshot { players }
+}
+
 fn info(id: ClientId, name: &str, kind: PlayerKind) -> PlayerInfo {
     PlayerInfo {
         id,
@@ -140,9 +156,17 @@ fn at(id: ClientId, x: i16, y: i16) -> PlayerPosition {
 fn join_spawns_a_sprite_with_a_label_and_leave_despawns_it() {
     let mut h = Harness::keyboard();
     h.welcome();
-    h.send(NetEvent::Joined(info(2, "alice", PlayerKind::Native)));
-    h.send(NetEvent::Joined(info(3, "walker", PlayerKind::Legacy)));
-    h.send(NetEvent::Positions(vec![at(2, 10, 5), at(3, -4, 7)]));
+    h.server(ServerMessage::PlayerJoined(info(
+        2,
+        "alice",
+        PlayerKind::Native,
+    )));
+    h.server(ServerMessage::PlayerJoined(info(
+        3,
+        "walker",
+        PlayerKind::Legacy,
+    )));
+    h.server(ServerMessage::Positions(vec![at(2, 10, 5), at(3, -4, 7)]));
     h.frames(1);
 
     let alice = h.remote(2).expect("alice spawned");
@@ -157,7 +181,7 @@ fn join_spawns_a_sprite_with_a_label_and_leave_despawns_it() {
     assert_eq!(h.label_of(walker).as_deref(), Some("[py] walker #3"));
     assert_eq!(h.app.world().resource::<PlayerIndex>().0.len(), 2);
 
-    h.send(NetEvent::Left(2));
+    h.server(ServerMessage::PlayerLeft { id: 2 });
     h.frames(1);
     assert_eq!(h.remote(2), None);
     assert!(h.app.world().get_entity(alice).is_err(), "entity despawned");
@@ -169,8 +193,16 @@ fn join_spawns_a_sprite_with_a_label_and_leave_despawns_it() {
 fn snapshot_replaces_the_whole_view_and_skips_ourselves() {
     let mut h = Harness::keyboard();
     h.welcome();
-    h.send(NetEvent::Joined(info(2, "gone", PlayerKind::Native)));
-    h.send(NetEvent::Joined(info(3, "stays", PlayerKind::Native)));
+    h.server(ServerMessage::PlayerJoined(info(
+        2,
+        "gone",
+        PlayerKind::Native,
+    )));
+    h.server(ServerMessage::PlayerJoined(info(
+        3,
+        "stays",
+        PlayerKind::Native,
+    )));
     h.frames(1);
     assert_eq!(h.remote_ids(), vec![2, 3]);
 
@@ -178,7 +210,7 @@ fn snapshot_replaces_the_whole_view_and_skips_ourselves() {
         info: info(i, &format!("p{i}"), PlayerKind::Native),
         position: pos.map(|(x, y)| Position::new(x, y)),
     };
-    h.send(NetEvent::Snapshot(vec![
+    h.server(snapshot(vec![
         state(ME, Some((0, 0))),
         state(3, Some((20, 0))),
         state(4, None),
@@ -197,44 +229,113 @@ fn snapshot_replaces_the_whole_view_and_skips_ourselves() {
     );
 
     // An empty snapshot empties the world.
-    h.send(NetEvent::Snapshot(vec![]));
+    h.server(snapshot(vec![]));
     h.frames(1);
     assert!(h.remote_ids().is_empty());
 }
 
 #[test]
-fn remote_players_interpolate_toward_their_target() {
+fn remote_players_are_drawn_between_samples_a_small_buffer_behind() {
     let mut h = Harness::keyboard();
     h.welcome();
-    h.send(NetEvent::Joined(info(2, "mover", PlayerKind::Native)));
-    h.send(NetEvent::Positions(vec![at(2, 0, 0)]));
+    h.server(ServerMessage::PlayerJoined(info(
+        2,
+        "mover",
+        PlayerKind::Native,
+    )));
+    h.server(ServerMessage::Positions(vec![at(2, 0, 0)]));
     h.frames(1);
     let mover = h.remote(2).unwrap();
     assert_eq!(h.x_px(mover), 0.0);
+    let delay = h.app.world().resource::<InterpolationDelay>().delay_secs;
+    assert!((0.09..=0.11).contains(&delay), "starts at 100 ms: {delay}");
 
-    h.send(NetEvent::Positions(vec![at(2, 50, 0)]));
+    // The next sample 100 ms (two frames) later.
+    h.frames(1);
+    h.server(ServerMessage::Positions(vec![at(2, 50, 0)]));
     let goal = 50.0 * PIXELS_PER_UNIT;
     h.frames(1);
     let first = h.x_px(mover);
-    assert!(first > 0.0 && first < goal, "moved part way: {first}");
+    assert!(first < goal * 0.2, "drawn 100 ms in the past: {first}");
     h.frames(1);
     let second = h.x_px(mover);
-    assert!(second > first && second < goal, "keeps gliding: {second}");
-    h.frames(40);
+    assert!(second > first && second < goal, "half way: {second}");
+    // After the brief extrapolation it rests on the newest sample.
+    h.frames(12);
     let settled = h.x_px(mover);
     assert!((goal - settled).abs() < 0.5, "arrives: {settled}");
+}
+
+#[test]
+fn a_player_first_placed_by_a_snapshot_appears_in_place() {
+    // Regression: the snapshot path used to set only the target of a known
+    // player, so one that joined without a position slid in from (0, 0).
+    let mut h = Harness::keyboard();
+    h.welcome();
+    h.server(ServerMessage::PlayerJoined(info(
+        2,
+        "late",
+        PlayerKind::Native,
+    )));
+    h.frames(1);
+    let late = h.remote(2).unwrap();
+    assert_eq!(
+        h.app.world().get::<Visibility>(late),
+        Some(&Visibility::Hidden)
+    );
+    h.server(snapshot(vec![PlayerState {
+        info: info(2, "late", PlayerKind::Native),
+        position: Some(Position::new(80, -30)),
+    }]));
+    h.frames(1);
+    assert_eq!(h.x_px(late), 80.0 * PIXELS_PER_UNIT, "placed, not sliding");
+    assert_eq!(
+        h.app.world().get::<Visibility>(late),
+        Some(&Visibility::Inherited)
+    );
+}
+
+#[test]
+fn the_interpolation_delay_grows_under_jitter() {
+    let mut h = Harness::keyboard();
+    h.welcome();
+    h.server(ServerMessage::PlayerJoined(info(
+        2,
+        "j",
+        PlayerKind::Native,
+    )));
+    // A player moving every 100 ms; the RTT swings between 20 and 120 ms.
+    for i in 0..40i16 {
+        h.server(ServerMessage::Positions(vec![at(2, i, 0)]));
+        let rtt_ms = if i % 2 == 0 { 20 } else { 120 };
+        h.send(NetEvent::Rtt(Duration::from_millis(rtt_ms)));
+        h.frames(2);
+    }
+    let delay = *h.app.world().resource::<InterpolationDelay>();
+    assert!(delay.jitter_secs > 0.04, "jitter measured: {delay:?}");
+    assert!(delay.delay_secs > 0.17, "a deeper buffer: {delay:?}");
+    let text = h.hud_text();
+    assert!(text.contains("interp delay:"), "{text}");
 }
 
 #[test]
 fn hud_counters_update() {
     let mut h = Harness::keyboard();
     h.welcome();
-    h.send(NetEvent::Joined(info(2, "a", PlayerKind::Native)));
-    h.send(NetEvent::Joined(info(3, "b", PlayerKind::Legacy)));
+    h.server(ServerMessage::PlayerJoined(info(
+        2,
+        "a",
+        PlayerKind::Native,
+    )));
+    h.server(ServerMessage::PlayerJoined(info(
+        3,
+        "b",
+        PlayerKind::Legacy,
+    )));
     h.send(NetEvent::Rtt(Duration::from_micros(12_300)));
     // 30 frames of 50 ms (1.5 s), 4 updates and 100 bytes each: 80 updates/s.
     for frame in 0..30 {
-        h.send(NetEvent::Positions(vec![
+        h.server(ServerMessage::Positions(vec![
             at(2, frame, 0),
             at(3, 0, frame),
             at(2, frame, 1),
@@ -263,7 +364,11 @@ fn hud_counters_update() {
 fn disconnect_is_shown_and_clears_the_stale_view() {
     let mut h = Harness::keyboard();
     h.welcome();
-    h.send(NetEvent::Joined(info(2, "a", PlayerKind::Native)));
+    h.server(ServerMessage::PlayerJoined(info(
+        2,
+        "a",
+        PlayerKind::Native,
+    )));
     h.frames(1);
     h.send(NetEvent::Disconnected {
         reason: "the server closed the connection".into(),
@@ -287,10 +392,7 @@ fn disconnect_is_shown_and_clears_the_stale_view() {
 
     // Reconnected: playing again with the new id.
     h.send(NetEvent::Connecting { target: "x".into() });
-    h.send(NetEvent::Welcome {
-        id: 9,
-        server: "test".into(),
-    });
+    h.server(welcome(9));
     h.frames(2);
     assert_eq!(h.app.world().resource::<LocalPlayerId>().0, Some(9));
     assert_eq!(
@@ -307,7 +409,7 @@ fn an_idle_player_announces_itself_once() {
     let sent: Vec<_> = h
         .commands()
         .into_iter()
-        .filter(|c| matches!(c, NetCommand::MyPosition(_)))
+        .filter(|c| matches!(c, NetCommand::Send(ClientMessage::MyPosition(_))))
         .collect();
     assert_eq!(
         sent.len(),
@@ -330,7 +432,7 @@ fn a_bot_sends_its_moves_at_most_20_times_a_second() {
         .commands()
         .into_iter()
         .filter_map(|c| match c {
-            NetCommand::MyPosition(p) => Some(p),
+            NetCommand::Send(ClientMessage::MyPosition(p)) => Some(p),
             _ => None,
         })
         .collect();
@@ -359,16 +461,16 @@ fn math_queries_go_out_and_answers_are_shown() {
         .commands()
         .into_iter()
         .find_map(|c| match c {
-            NetCommand::MathQuery {
+            NetCommand::Send(ClientMessage::MathQuery {
                 request_id,
                 op: MathOp::Suma,
                 a: 7,
                 b: 3,
-            } => Some(request_id),
+            }) => Some(request_id),
             _ => None,
         })
         .expect("query sent");
-    h.send(NetEvent::MathAnswer {
+    h.server(ServerMessage::MathAnswer {
         request_id,
         status: MathStatus::Ok,
         value: 10.0,
@@ -387,11 +489,11 @@ fn math_queries_go_out_and_answers_are_shown() {
         .commands()
         .into_iter()
         .find_map(|c| match c {
-            NetCommand::MathQuery { request_id, .. } => Some(request_id),
+            NetCommand::Send(ClientMessage::MathQuery { request_id, .. }) => Some(request_id),
             _ => None,
         })
         .expect("second query sent");
-    h.send(NetEvent::MathAnswer {
+    h.server(ServerMessage::MathAnswer {
         request_id,
         status: MathStatus::DivisionByZero,
         value: 0.0,
@@ -416,7 +518,7 @@ fn math_queries_are_refused_while_offline() {
     assert!(
         !h.commands()
             .iter()
-            .any(|c| matches!(c, NetCommand::MathQuery { .. }))
+            .any(|c| matches!(c, NetCommand::Send(ClientMessage::MathQuery { .. })))
     );
     let shown = h.app.world().resource::<MathPanel>().last_result.clone();
     assert!(shown.unwrap().contains("not connected"));

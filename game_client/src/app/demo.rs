@@ -10,15 +10,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::cli::DemoArgs;
-use crate::embedded_server::{EmbeddedServer, default_game_addr, server_answers};
+use crate::app::cli::DemoArgs;
+use crate::app::embedded_server::{EmbeddedServer, default_game_addr, server_answers};
 
 /// How often the parent checks its children and Ctrl-C.
 const POLL_PERIOD: Duration = Duration::from_millis(200);
-/// Windows are laid out in rows of this many.
-const WINDOWS_PER_ROW: u32 = 3;
-/// Offset between windows, screen pixels (the client's window is 800x600).
-const WINDOW_STRIDE_PX: (i32, i32) = (820, 640);
 
 pub fn run_demo(args: &DemoArgs) -> ExitCode {
     let (target, server) = match &args.connect {
@@ -58,16 +54,13 @@ pub fn run_demo(args: &DemoArgs) -> ExitCode {
 
     let mut children: Vec<Child> = Vec::new();
     for i in 0..args.windows {
-        let (column, row) = ((i % WINDOWS_PER_ROW) as i32, (i / WINDOWS_PER_ROW) as i32);
-        let at = format!(
-            "{},{}",
-            column * WINDOW_STRIDE_PX.0,
-            row * WINDOW_STRIDE_PX.1
-        );
+        // Each window sizes itself as tile i of N of its monitor.
+        let tile = format!("{}/{}", i + 1, args.windows);
         let name = format!("Player-{}", i + 1);
         let spawned = Command::new(&exe)
             .args(["--connect", &target, "--name", &name, "--wander-unfocused"])
-            .args(["--window-at", &at])
+            .args(["--tile", &tile])
+            .args(demo_passthrough(args, i + 1))
             .spawn();
         match spawned {
             Ok(child) => {
@@ -94,6 +87,27 @@ pub fn run_demo(args: &DemoArgs) -> ExitCode {
         server.stop();
     }
     ExitCode::SUCCESS
+}
+
+/// Flags every window gets from the demo's own command line.
+fn demo_passthrough(args: &DemoArgs, window: u32) -> Vec<String> {
+    let mut flags = Vec::new();
+    for (flag, value) in [("--lag-ms", args.lag_ms), ("--jitter-ms", args.jitter_ms)] {
+        if value > 0 {
+            flags.extend([flag.to_owned(), value.to_string()]);
+        }
+    }
+    if args.loss > 0.0 {
+        flags.extend(["--loss".to_owned(), args.loss.to_string()]);
+    }
+    if let Some(secs) = args.exit_after {
+        flags.extend(["--exit-after".to_owned(), secs.to_string()]);
+    }
+    if let Some(dir) = &args.screenshot_dir {
+        let file = dir.join(format!("demo-window-{window}.png"));
+        flags.extend(["--screenshot".to_owned(), file.display().to_string()]);
+    }
+    flags
 }
 
 /// Sets `flag` on Ctrl-C; the runtime must live as long as the watch.

@@ -12,6 +12,8 @@ use bevy::prelude::*;
 use server::{Config, Server, ServerAddrs};
 use tokio_util::sync::CancellationToken;
 
+use super::bots::WanderingBots;
+
 /// The native game port a default server listens on.
 pub const DEFAULT_GAME_PORT: u16 = 7000;
 /// How long we wait for an existing server to accept before starting ours.
@@ -91,9 +93,20 @@ impl Drop for EmbeddedServer {
     }
 }
 
-/// Uses a server on 127.0.0.1:7000 if one answers, else starts one here.
+/// A server started here and the bots that liven it up.
+pub struct LocalServer {
+    // Bots first: dropped (they say Bye) before the server stops.
+    pub bots: Option<WanderingBots>,
+    pub server: EmbeddedServer,
+}
+
+/// Bots started with an embedded server (see [`WanderingBots`]).
+pub const DEFAULT_BOTS: usize = 2;
+
+/// Uses a server on 127.0.0.1:7000 if one answers, else starts one here,
+/// with [`DEFAULT_BOTS`] wandering bots unless `bots` is false.
 /// Returns the address to connect to and the server we started, if any.
-pub fn ensure_local_server() -> (String, Option<EmbeddedServer>) {
+pub fn ensure_local_server(bots: bool) -> (String, Option<LocalServer>) {
     let addr = default_game_addr();
     if server_answers(addr) {
         info!("a server answers on {addr}: joining it");
@@ -102,11 +115,20 @@ pub fn ensure_local_server() -> (String, Option<EmbeddedServer>) {
     match EmbeddedServer::start_default() {
         Ok(server) => {
             let a = &server.addrs;
+            let target = a.game.to_string();
+            let bots = bots.then(|| WanderingBots::start(&target, DEFAULT_BOTS));
+            let bot_note = match &bots {
+                Some(bots) => format!(
+                    "; {} wandering bots joined it (--no-bots turns them off)",
+                    bots.count()
+                ),
+                None => String::new(),
+            };
             info!(
-                "no server on {addr}: started one in-process (game {}, test {}, math {}, positions {})",
+                "no server on {addr}: started one in-process (game {}, test {}, math {}, positions {}){bot_note}",
                 a.game, a.test, a.math, a.positions
             );
-            (a.game.to_string(), Some(server))
+            (target, Some(LocalServer { bots, server }))
         }
         Err(e) => {
             // Keep going: the network thread retries and the HUD shows why.
@@ -118,15 +140,15 @@ pub fn ensure_local_server() -> (String, Option<EmbeddedServer>) {
 
 /// The server this process runs, if any; stopped when the app exits.
 #[derive(Resource)]
-pub struct EmbeddedServerHandle(pub Option<EmbeddedServer>);
+pub struct EmbeddedServerHandle(pub Option<LocalServer>);
 
-/// Holds an [`EmbeddedServer`] for the app's lifetime.
+/// Holds a [`LocalServer`] for the app's lifetime.
 pub struct EmbeddedServerPlugin {
-    server: Mutex<Option<EmbeddedServer>>,
+    server: Mutex<Option<LocalServer>>,
 }
 
 impl EmbeddedServerPlugin {
-    pub fn new(server: Option<EmbeddedServer>) -> Self {
+    pub fn new(server: Option<LocalServer>) -> Self {
         EmbeddedServerPlugin {
             server: Mutex::new(server),
         }
@@ -146,9 +168,10 @@ pub fn stop_embedded_server_on_exit(
     mut handle: ResMut<EmbeddedServerHandle>,
 ) {
     if exits.read().next().is_some()
-        && let Some(server) = handle.0.take()
+        && let Some(local) = handle.0.take()
     {
+        drop(local.bots);
         info!("stopping the embedded server");
-        server.stop();
+        local.server.stop();
     }
 }

@@ -1,11 +1,13 @@
 //! The camera: follows the local player, or in spectator mode pans with the
-//! keys / mouse drag, zooms with the wheel, and `F` fits everyone in view.
+//! keys / mouse drag. In both modes the wheel zooms and `F` fits everyone in
+//! view (in player mode, around the player; `F` again returns to zoom 1).
 
 use bevy::input::mouse::{AccumulatedMouseMotion, AccumulatedMouseScroll, MouseScrollUnit};
 use bevy::prelude::*;
 use bevy::window::PrimaryWindow;
 
-use crate::players::{LocalPlayer, RemotePlayer};
+use super::minimap::PointerOverMinimap;
+use crate::logic::players::{LocalPlayer, RemotePlayer};
 use crate::{ClientSettings, ControlMode};
 
 /// How quickly the camera catches up with the player (per second, exponential).
@@ -23,6 +25,22 @@ const FIT_MARGIN_PX: f32 = 80.0;
 #[derive(Component, Debug, Default)]
 pub struct MainCamera;
 
+/// The camera's systems (PostUpdate, before transform propagation); the
+/// minimap, indicators and labels run after them.
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CameraSystems;
+
+/// The world rectangle (pixels) a camera shows in a window of `window_size`
+/// (logical pixels).
+pub fn visible_rect(center: Vec2, scale: f32, window_size: Vec2) -> Rect {
+    Rect::from_center_half_size(center, window_size * scale / 2.0)
+}
+
+/// The orthographic scale of a projection (1 for anything else).
+pub fn projection_scale(projection: &Projection) -> f32 {
+    current_scale(projection)
+}
+
 /// Where a remote sprite is and whether it is shown.
 type RemoteSpriteView = (&'static Transform, &'static Visibility);
 
@@ -31,18 +49,21 @@ pub struct CameraPlugin;
 impl Plugin for CameraPlugin {
     fn build(&self, app: &mut App) {
         let spectating = |settings: Res<ClientSettings>| settings.control == ControlMode::Spectate;
-        app.add_systems(Startup, spawn_camera).add_systems(
+        app.configure_sets(
+            PostUpdate,
+            CameraSystems.before(TransformSystems::Propagate),
+        )
+        .add_systems(Startup, spawn_camera)
+        .add_systems(
             PostUpdate,
             (
                 follow_local_player.run_if(not(spectating)),
-                (
-                    pan_spectator_camera,
-                    zoom_spectator_camera,
-                    fit_everyone_in_view,
-                )
-                    .run_if(spectating),
+                pan_spectator_camera.run_if(spectating),
+                zoom_camera,
+                fit_everyone_in_view,
             )
-                .before(TransformSystems::Propagate),
+                .chain()
+                .in_set(CameraSystems),
         );
     }
 }
@@ -85,6 +106,7 @@ pub fn pan_spectator_camera(
     keys: Res<ButtonInput<KeyCode>>,
     buttons: Res<ButtonInput<MouseButton>>,
     motion: Res<AccumulatedMouseMotion>,
+    over_minimap: Option<Res<PointerOverMinimap>>,
     mut camera: Query<(&mut Transform, &Projection), With<MainCamera>>,
 ) {
     let Ok((mut transform, projection)) = camera.single_mut() else {
@@ -106,14 +128,17 @@ pub fn pan_spectator_camera(
     }
     let mut delta =
         direction.normalize_or_zero() * PAN_SPEED_PX_PER_SEC * scale * time.delta_secs();
-    if buttons.any_pressed([MouseButton::Left, MouseButton::Right, MouseButton::Middle]) {
+    let on_minimap = over_minimap.is_some_and(|over| over.0);
+    if !on_minimap
+        && buttons.any_pressed([MouseButton::Left, MouseButton::Right, MouseButton::Middle])
+    {
         // Dragging moves the world with the cursor (screen y points down).
         delta += Vec2::new(-motion.delta.x, motion.delta.y) * scale;
     }
     transform.translation += delta.extend(0.0);
 }
 
-pub fn zoom_spectator_camera(
+pub fn zoom_camera(
     scroll: Res<AccumulatedMouseScroll>,
     mut camera: Query<&mut Projection, With<MainCamera>>,
 ) {
@@ -131,11 +156,15 @@ pub fn zoom_spectator_camera(
     set_scale(&mut projection, scale);
 }
 
-/// `F`: center on everyone and zoom so they all fit.
+/// `F`: zoom so everyone fits. Spectating, the camera also centres on
+/// everyone; playing, it keeps following the player, and `F` again returns
+/// to zoom 1.
 pub fn fit_everyone_in_view(
     keys: Res<ButtonInput<KeyCode>>,
+    settings: Res<ClientSettings>,
     windows: Query<&Window, With<PrimaryWindow>>,
     players: Query<RemoteSpriteView, (With<RemotePlayer>, Without<MainCamera>)>,
+    local: Query<&Transform, (With<LocalPlayer>, Without<MainCamera>)>,
     mut camera: Query<(&mut Transform, &mut Projection), With<MainCamera>>,
 ) {
     if !keys.just_pressed(KeyCode::KeyF) {
@@ -145,20 +174,43 @@ pub fn fit_everyone_in_view(
     else {
         return;
     };
-    let mut bounds: Option<Rect> = None;
-    for (player, visibility) in &players {
-        if *visibility == Visibility::Hidden {
-            continue;
+    let shown = players
+        .iter()
+        .filter(|(_, visibility)| **visibility != Visibility::Hidden)
+        .map(|(player, _)| player.translation.truncate());
+    let window_size = Vec2::new(window.width(), window.height());
+    let spectating = settings.control == ControlMode::Spectate;
+    let me = local.single().ok().map(|t| t.translation.truncate());
+    match (spectating, me) {
+        (false, Some(me)) => {
+            if current_scale(&projection) > 1.0 + f32::EPSILON {
+                set_scale(&mut projection, 1.0);
+                return;
+            }
+            // The view stays centred on us: fit the farthest player on each axis.
+            let reach = shown.fold(Vec2::ZERO, |reach, p| reach.max((p - me).abs()));
+            let size = reach * 2.0 + Vec2::splat(FIT_MARGIN_PX * 2.0);
+            set_scale(&mut projection, fit_scale(size, window_size));
         }
-        let point = player.translation.truncate();
-        bounds = Some(match bounds {
-            Some(rect) => rect.union_point(point),
-            None => Rect::from_center_size(point, Vec2::ZERO),
-        });
+        _ => {
+            let Some(bounds) = shown.fold(None, |bounds: Option<Rect>, point| {
+                Some(match bounds {
+                    Some(rect) => rect.union_point(point),
+                    None => Rect::from_center_size(point, Vec2::ZERO),
+                })
+            }) else {
+                return;
+            };
+            let size = bounds.size() + Vec2::splat(FIT_MARGIN_PX * 2.0);
+            transform.translation = bounds.center().extend(transform.translation.z);
+            set_scale(&mut projection, fit_scale(size, window_size));
+        }
     }
-    let Some(bounds) = bounds else { return };
-    let size = bounds.size() + Vec2::splat(FIT_MARGIN_PX * 2.0);
-    let scale = (size.x / window.width()).max(size.y / window.height());
-    transform.translation = bounds.center().extend(transform.translation.z);
-    set_scale(&mut projection, scale.max(1.0));
+}
+
+/// The scale at which `size` (world pixels) fits the window, never below 1.
+fn fit_scale(size: Vec2, window_size: Vec2) -> f32 {
+    (size.x / window_size.x)
+        .max(size.y / window_size.y)
+        .max(1.0)
 }

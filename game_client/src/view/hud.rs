@@ -4,8 +4,9 @@
 use bevy::prelude::*;
 
 use crate::ClientSettings;
-use crate::network::{ConnectionInfo, ConnectionState, LocalPlayerId};
-use crate::stats::{NetStats, STATS_HISTORY_LEN, format_rtt};
+use crate::logic::interpolation::InterpolationDelay;
+use crate::logic::stats::{NetStats, STATS_HISTORY_LEN, format_rtt};
+use crate::net::{ConnectionInfo, ConnectionState, LinkSettings, LocalPlayerId, NetSystems};
 
 /// Height of the graph at its current maximum, pixels.
 pub const GRAPH_HEIGHT_PX: f32 = 40.0;
@@ -32,8 +33,7 @@ impl Plugin for HudPlugin {
     fn build(&self, app: &mut App) {
         app.add_systems(Startup, spawn_hud).add_systems(
             Update,
-            (show_hud_text, show_stats_graph, show_disconnected_banner)
-                .after(crate::network::NetSystems::Apply),
+            (show_hud_text, show_stats_graph, show_disconnected_banner).after(NetSystems::Apply),
         );
     }
 }
@@ -98,37 +98,70 @@ fn spawn_hud(mut commands: Commands) {
     ));
 }
 
+/// What the HUD text is made of.
+#[derive(Debug, Clone, Copy)]
+pub struct HudInputs<'a> {
+    pub stats: &'a NetStats,
+    pub state: ConnectionState,
+    pub info: &'a ConnectionInfo,
+    pub local_id: LocalPlayerId,
+    pub settings: &'a ClientSettings,
+    pub link: LinkSettings,
+    pub delay: &'a InterpolationDelay,
+}
+
 /// The HUD text as shown; a function so tests can check the wording.
-pub fn hud_text(
-    stats: &NetStats,
-    state: ConnectionState,
-    info: &ConnectionInfo,
-    local_id: LocalPlayerId,
-    settings: &ClientSettings,
-) -> String {
-    let who = match local_id.0 {
-        Some(id) => format!("{} #{id}", settings.name),
-        None => settings.name.clone(),
+pub fn hud_text(inputs: HudInputs) -> String {
+    let who = match inputs.local_id.0 {
+        Some(id) => format!("{} #{id}", inputs.settings.name),
+        None => inputs.settings.name.clone(),
     };
+    let stats = inputs.stats;
     format!(
-        "{state:?} {} as {who}\nplayers online: {}\nRTT: {}\nupdates/s: {:.0}   KB/s: {:.1}\n[F1] network overlay",
-        info.target,
+        "{:?} {} as {who}\nplayers online: {}\nRTT: {}\nupdates/s: {:.0}   KB/s: {:.1}\n\
+         interp delay: {:.0} ms (jitter {:.0} ms)\nlink: {}\n\
+         [F1] overlay [F2] link  [F] fit everyone",
+        inputs.state,
+        inputs.info.target,
         stats.players_online,
         format_rtt(stats.rtt),
         stats.updates_per_sec,
         stats.bytes_per_sec / 1024.0,
+        inputs.delay.delay_secs * 1000.0,
+        inputs.delay.jitter_secs * 1000.0,
+        inputs.link.0.describe(),
     )
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn show_hud_text(
     stats: Res<NetStats>,
     state: Res<State<ConnectionState>>,
     info: Res<ConnectionInfo>,
     local_id: Res<LocalPlayerId>,
     settings: Res<ClientSettings>,
+    link: Res<LinkSettings>,
+    delay: Res<InterpolationDelay>,
     mut texts: Query<&mut Text, With<HudText>>,
 ) {
-    let text = hud_text(&stats, *state.get(), &info, *local_id, &settings);
+    let changed = stats.is_changed()
+        || state.is_changed()
+        || info.is_changed()
+        || local_id.is_changed()
+        || link.is_changed()
+        || delay.is_changed();
+    if !changed {
+        return;
+    }
+    let text = hud_text(HudInputs {
+        stats: &stats,
+        state: *state.get(),
+        info: &info,
+        local_id: *local_id,
+        settings: &settings,
+        link: *link,
+        delay: &delay,
+    });
     for mut shown in &mut texts {
         if shown.0 != text {
             shown.0.clone_from(&text);

@@ -1,15 +1,21 @@
 //! Command line.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::net::conditioner::LinkConditions;
 use crate::{ClientSettings, ControlMode};
 
 /// Bevy client of the netgame demo: every connected player is a sprite on a 2D map.
 ///
 /// Without --connect it joins 127.0.0.1:7000, starting the server in-process
-/// if nothing answers there, so one command gives a working demo.
+/// (with two wandering bots, unless --no-bots) if nothing answers there, so
+/// one command gives a working demo.
+///
+/// Keys: WASD/arrows move (or pan when spectating), wheel zooms, F fits
+/// everyone, F1 network overlay, F2 link conditioner, M/1-4/Enter math.
 #[derive(Debug, Parser)]
 #[command(name = "game_client", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {
@@ -62,9 +68,25 @@ pub struct RunArgs {
     /// Keyboard while focused, wander while unfocused (used by `demo`).
     #[arg(long, hide = true)]
     pub wander_unfocused: bool,
-    /// Initial window position in screen pixels (used by `demo`).
+    /// Initial window position in screen pixels.
     #[arg(long, hide = true, value_name = "X,Y", value_parser = parse_pair)]
     pub window_at: Option<(i32, i32)>,
+    /// Size and place the window as tile I of N on the monitor (used by `demo`).
+    #[arg(long, hide = true, value_name = "I/N", value_parser = parse_tile)]
+    pub tile: Option<(u32, u32)>,
+    /// Link conditioner: delay added to each direction, milliseconds
+    /// (so the round trip grows by twice this).
+    #[arg(long, value_name = "MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=2000))]
+    pub lag_ms: u64,
+    /// Link conditioner: extra random delay, uniform in 0..=MS, each direction.
+    #[arg(long, value_name = "MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=2000))]
+    pub jitter_ms: u64,
+    /// Link conditioner: probability (0..1) that a position update is dropped, each direction.
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = parse_probability)]
+    pub loss: f32,
+    /// With an embedded server, do not start the two wandering bots.
+    #[arg(long)]
+    pub no_bots: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -75,6 +97,21 @@ pub struct DemoArgs {
     /// Join this server instead of 127.0.0.1:7000 / an embedded one.
     #[arg(long, value_name = "HOST:PORT")]
     pub connect: Option<String>,
+    /// Link conditioner for every window: delay per direction, milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=2000))]
+    pub lag_ms: u64,
+    /// Link conditioner for every window: extra random delay 0..=MS per direction.
+    #[arg(long, value_name = "MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=2000))]
+    pub jitter_ms: u64,
+    /// Link conditioner for every window: probability of dropping a position update.
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = parse_probability)]
+    pub loss: f32,
+    /// Close every window after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub exit_after: Option<f64>,
+    /// Each window saves a PNG (demo-window-I.png) here before it closes (needs --exit-after).
+    #[arg(long, value_name = "DIR", requires = "exit_after")]
+    pub screenshot_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -88,6 +125,32 @@ pub struct BenchArgs {
     /// Position updates per player per second.
     #[arg(long, default_value_t = 10.0)]
     pub rate_hz: f64,
+    /// Measure whole frames in a window instead (1280x720, spectating the
+    /// crowd with labels, indicators and minimap on, no vsync); prints frame
+    /// time p50/p99/max and the renderer it ran on.
+    #[arg(long)]
+    pub render: bool,
+}
+
+fn parse_probability(text: &str) -> Result<f32, String> {
+    let p: f32 = text.trim().parse().map_err(|e| format!("{text:?}: {e}"))?;
+    if (0.0..=1.0).contains(&p) {
+        Ok(p)
+    } else {
+        Err(format!("{p} is not a probability between 0 and 1"))
+    }
+}
+
+fn parse_tile(text: &str) -> Result<(u32, u32), String> {
+    let (i, n) = text
+        .split_once('/')
+        .ok_or_else(|| format!("expected I/N, got {text:?}"))?;
+    let parse = |v: &str| v.trim().parse::<u32>().map_err(|e| format!("{v:?}: {e}"));
+    let (i, n) = (parse(i)?, parse(n)?);
+    if i == 0 || i > n {
+        return Err(format!("tile {i} of {n}: I must be in 1..=N"));
+    }
+    Ok((i, n))
 }
 
 fn parse_pair(text: &str) -> Result<(i32, i32), String> {
@@ -99,6 +162,15 @@ fn parse_pair(text: &str) -> Result<(i32, i32), String> {
 }
 
 impl RunArgs {
+    /// The link conditioner's settings from the flags.
+    pub fn link_conditions(&self) -> LinkConditions {
+        LinkConditions {
+            lag: Duration::from_millis(self.lag_ms),
+            jitter: Duration::from_millis(self.jitter_ms),
+            loss: self.loss,
+        }
+    }
+
     pub fn settings(&self) -> ClientSettings {
         let control = if self.spectate {
             ControlMode::Spectate

@@ -6,9 +6,10 @@ use bevy::window::PrimaryWindow;
 use rand::Rng;
 use shared::legacy::Position;
 
-use crate::net_thread::{NetCommand, NetEvent};
-use crate::network::{ConnectionState, NetCommands, NetSystems, ServerEvent};
-use crate::players::{LOCAL_Z, LocalPlayer, LocalPosition, units_to_px};
+use shared::native::ClientMessage;
+
+use crate::logic::players::{LOCAL_Z, LocalPlayer, LocalPosition, units_to_px};
+use crate::net::{ConnectionEvent, ConnectionState, NetCommands, NetSystems};
 use crate::{ClientSettings, ControlMode};
 
 /// Walking speed, world units per second (120 px/s at 4 px per unit).
@@ -136,12 +137,12 @@ pub fn to_wire_position(units: Vec2) -> Position {
 
 /// A reconnect gives us a new id with no position: send ours again at once.
 pub fn forget_sent_position_on_welcome(
-    mut messages: MessageReader<ServerEvent>,
+    mut messages: MessageReader<ConnectionEvent>,
     mut last: ResMut<LastSentPosition>,
 ) {
     if messages
         .read()
-        .any(|ServerEvent(e)| matches!(e, NetEvent::Welcome { .. }))
+        .any(|e| matches!(e, ConnectionEvent::Welcome { .. }))
     {
         last.position = None;
     }
@@ -164,7 +165,7 @@ pub fn send_local_position(
     {
         return;
     }
-    net.send(NetCommand::MyPosition(wire));
+    net.send_message(ClientMessage::MyPosition(wire));
     last.position = Some(wire);
     last.at_secs = now;
 }

@@ -5,8 +5,8 @@ use bevy::platform::collections::HashMap;
 use bevy::prelude::*;
 use bevy::window::PrimaryWindow;
 
-use crate::camera::MainCamera;
-use crate::players::PIXELS_PER_UNIT;
+use crate::logic::players::PIXELS_PER_UNIT;
+use crate::view::camera::MainCamera;
 
 /// Minor grid lines every this many world units.
 pub const MINOR_STEP_UNITS: i32 = 10;

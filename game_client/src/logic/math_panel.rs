@@ -9,8 +9,9 @@ use bevy::prelude::*;
 use shared::math::{MathOp, MathStatus};
 
 use crate::ClientSettings;
-use crate::net_thread::{NetCommand, NetEvent};
-use crate::network::{ConnectionState, NetCommands, NetSystems, ServerEvent};
+use shared::native::ClientMessage;
+
+use crate::net::{ConnectionState, MathAnswerReceived, NetCommands, NetSystems};
 
 /// Step of the number keys without / with Shift.
 pub const NUMBER_STEP: i16 = 1;
@@ -132,7 +133,7 @@ pub fn send_math_queries(
         }
         let request_id = panel.next_request_id;
         panel.next_request_id = panel.next_request_id.wrapping_add(1);
-        net.send(NetCommand::MathQuery {
+        net.send_message(ClientMessage::MathQuery {
             request_id,
             op: query.op,
             a: query.a,
@@ -147,9 +148,15 @@ pub fn send_math_queries(
         );
     }
     let now = time.elapsed_secs_f64();
+    // Look before touching: a write would mark the panel changed and
+    // rebuild its text every frame.
+    let expired = |sent: f64| now - sent >= ANSWER_TIMEOUT_SECS;
+    if !panel.pending.values().any(|(_, sent)| expired(*sent)) {
+        return;
+    }
     let mut lost = Vec::new();
     panel.pending.retain(|id, (_, sent)| {
-        let keep = now - *sent < ANSWER_TIMEOUT_SECS;
+        let keep = !expired(*sent);
         if !keep {
             lost.push(*id);
         }
@@ -174,18 +181,14 @@ pub fn describe_answer(query: Option<&SendMathQuery>, status: MathStatus, value:
 }
 
 /// Server answers → the panel's last result (and the log).
-pub fn apply_math_answers(mut messages: MessageReader<ServerEvent>, mut panel: ResMut<MathPanel>) {
-    for ServerEvent(event) in messages.read() {
-        let NetEvent::MathAnswer {
-            request_id,
-            status,
-            value,
-        } = event
-        else {
-            continue;
-        };
-        let query = panel.pending.remove(request_id).map(|(q, _)| q);
-        let text = describe_answer(query.as_ref(), *status, *value);
+pub fn apply_math_answers(
+    mut messages: MessageReader<MathAnswerReceived>,
+    mut panel: ResMut<MathPanel>,
+) {
+    for answer in messages.read() {
+        let request_id = answer.request_id;
+        let query = panel.pending.remove(&request_id).map(|(q, _)| q);
+        let text = describe_answer(query.as_ref(), answer.status, answer.value);
         info!("math answer #{request_id}: {text}");
         panel.last_result = Some(text);
     }

@@ -1,6 +1,7 @@
 //! Players as entities: the server's roster (snapshot / joined / left) and
-//! position broadcast become sprites with labels, and remote sprites glide
-//! toward their latest received position instead of teleporting.
+//! position broadcast become sprites with labels. Every received position,
+//! whichever message brought it, goes through [`record_position`]; drawing
+//! remote sprites between those samples is [`super::interpolation`]'s job.
 
 use std::collections::VecDeque;
 
@@ -11,22 +12,14 @@ use shared::ClientId;
 use shared::legacy::Position;
 use shared::native::{PlayerInfo, PlayerKind};
 
-use crate::net_thread::NetEvent;
-use crate::network::{LocalPlayerId, NetSystems, ServerEvent, apply_connection_events};
+use crate::net::{ConnectionEvent, LocalPlayerId, NetSystems, PositionsReceived, RosterEvent};
 use crate::{ClientSettings, ControlMode};
 
 /// Screen pixels per world unit: a legacy walker's ±1 steps move 4 px.
 pub const PIXELS_PER_UNIT: f32 = 4.0;
-/// Fraction of the remaining gap to the target closed per second is
-/// `1 - e^(-rate)`: at 12/s a 10 Hz update is 70 % reached by the next one, so
-/// motion is smooth yet lags the server by well under 0.2 s.
-pub const INTERPOLATION_RATE_PER_SEC: f32 = 12.0;
-/// A jump longer than this (in world units) is a teleport on the server's
-/// side (respawn, reconnect): snap instead of sliding across the map.
-pub const SNAP_DISTANCE_UNITS: f32 = 400.0;
-/// A sprite this close to its target (pixels) counts as arrived.
-pub const SETTLED_PX: f32 = 0.01;
-/// Raw samples kept per remote player for the network overlay.
+/// Raw samples kept per remote player: the interpolation buffer (at most
+/// 0.5 s deep, see `MAX_DELAY_SECS`) and the overlay's trail. 24 covers
+/// 2.4 s at 10 Hz.
 pub const POSITION_HISTORY_LEN: usize = 24;
 /// Side of a player sprite, in pixels.
 pub const PLAYER_SPRITE_PX: f32 = 20.0;
@@ -36,11 +29,20 @@ pub const SPAWN_SPREAD_UNITS: f32 = 30.0;
 pub const REMOTE_Z: f32 = 10.0;
 pub const LOCAL_Z: f32 = 20.0;
 const LABEL_Z: f32 = 1.0;
-const LABEL_OFFSET_PX: f32 = 16.0;
+/// How far above its sprite a label sits, pixels.
+pub const LABEL_OFFSET_PX: f32 = 16.0;
 const LABEL_FONT_PX: f32 = 12.0;
 
 /// Colour of legacy (Python) players: they use another sprite and this tint.
 pub const LEGACY_TINT: Color = Color::srgb(1.0, 0.75, 0.3);
+/// The colour of a remote player of this kind.
+pub fn kind_tint(kind: PlayerKind) -> Color {
+    match kind {
+        PlayerKind::Legacy => LEGACY_TINT,
+        PlayerKind::Native => NATIVE_TINT,
+    }
+}
+
 /// Colour of other native players.
 pub const NATIVE_TINT: Color = Color::srgb(0.55, 0.8, 1.0);
 /// Colour of the local player.
@@ -69,21 +71,21 @@ pub struct PlayerName(pub String);
 #[derive(Component, Debug, Default)]
 pub struct PlayerLabel;
 
-/// The overlay's "last update N ms ago" text under a remote sprite (a child).
-#[derive(Component, Debug, Default)]
-pub struct UpdateAgeLabel;
+/// The player's kind, for colours and the minimap.
+#[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kind(pub PlayerKind);
 
-/// The latest position the server sent for a remote player (world units) and
-/// when it arrived (`Time` seconds). `None` until its first position.
-#[derive(Component, Debug, Default, Clone, Copy)]
-pub struct NetTarget {
-    pub position: Option<Vec2>,
-    pub received_at_secs: f64,
-}
-
-/// The raw positions received lately (world units, `Time` seconds), newest last.
+/// The raw positions received lately (world units, `Time` seconds of
+/// arrival), newest last. Empty until the server says where the player is.
 #[derive(Component, Debug, Default, Clone)]
 pub struct PositionHistory(pub VecDeque<(Vec2, f64)>);
+
+impl PositionHistory {
+    /// The newest received position and when it arrived.
+    pub fn latest(&self) -> Option<(Vec2, f64)> {
+        self.0.back().copied()
+    }
+}
 
 /// Where the local player is, in world units (kept as floats so slow speeds
 /// accumulate; rounded when sent).
@@ -136,12 +138,28 @@ pub fn label_text(id: ClientId, name: &str, kind: PlayerKind) -> String {
     }
 }
 
+/// The players' systems, for other plugins to order against.
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PlayerSystems {
+    /// Spawn / despawn from the roster, record positions, spawn ourselves.
+    Apply,
+}
+
+/// A remote player's new sample: how long since its previous sample (for
+/// the interpolation delay's mean gap).
+#[derive(Message, Debug, Clone, Copy, PartialEq)]
+pub struct SampleInterval {
+    pub gap_secs: f64,
+}
+
 pub struct PlayersPlugin;
 
 impl Plugin for PlayersPlugin {
     fn build(&self, app: &mut App) {
         app.init_resource::<PlayerIndex>()
             .init_resource::<PlayerSprites>()
+            .add_message::<SampleInterval>()
+            .configure_sets(Update, PlayerSystems::Apply.in_set(NetSystems::Apply))
             .add_systems(
                 Update,
                 (
@@ -150,12 +168,8 @@ impl Plugin for PlayersPlugin {
                     spawn_local_player_on_welcome,
                 )
                     .chain()
-                    .in_set(NetSystems::Apply)
-                    // Our id must be known before the snapshot that follows
-                    // Welcome, or we would spawn ourselves as a remote player.
-                    .after(apply_connection_events),
-            )
-            .add_systems(Update, interpolate_remote_players.after(NetSystems::Apply));
+                    .in_set(PlayerSystems::Apply),
+            );
     }
 }
 
@@ -169,6 +183,31 @@ fn label_bundle(text: String) -> impl Bundle {
     )
 }
 
+/// The one way a remote player learns a position, whichever message brought
+/// it (snapshot or broadcast). The first position places the sprite there and
+/// shows it, so a player never slides in from (0, 0). Returns the gap since
+/// the previous sample, if there was one.
+pub fn record_position(
+    history: &mut PositionHistory,
+    transform: &mut Transform,
+    visibility: &mut Visibility,
+    position: Vec2,
+    now_secs: f64,
+) -> Option<SampleInterval> {
+    let previous = history.latest();
+    if previous.is_none() {
+        transform.translation = units_to_px(position).extend(REMOTE_Z);
+        *visibility = Visibility::Inherited;
+    }
+    if history.0.len() >= POSITION_HISTORY_LEN {
+        history.0.pop_front();
+    }
+    history.0.push_back((position, now_secs));
+    previous.map(|(_, at)| SampleInterval {
+        gap_secs: now_secs - at,
+    })
+}
+
 fn spawn_remote_player(
     commands: &mut Commands,
     sprites: &PlayerSprites,
@@ -176,48 +215,38 @@ fn spawn_remote_player(
     position: Option<Vec2>,
     now_secs: f64,
 ) -> Entity {
-    let (image, tint) = match info.kind {
-        PlayerKind::Legacy => (sprites.legacy.clone(), LEGACY_TINT),
-        PlayerKind::Native => (sprites.native.clone(), NATIVE_TINT),
+    let image = match info.kind {
+        PlayerKind::Legacy => sprites.legacy.clone(),
+        PlayerKind::Native => sprites.native.clone(),
     };
-    let pixels = units_to_px(position.unwrap_or_default());
+    // Hidden until the server tells us where it is.
     let mut history = PositionHistory::default();
+    let mut transform = Transform::from_xyz(0.0, 0.0, REMOTE_Z);
+    let mut visibility = Visibility::Hidden;
     if let Some(position) = position {
-        history.0.push_back((position, now_secs));
+        record_position(
+            &mut history,
+            &mut transform,
+            &mut visibility,
+            position,
+            now_secs,
+        );
     }
     let mut entity = commands.spawn((
         RemotePlayer,
         PlayerId(info.id),
         PlayerName(info.name.clone()),
+        Kind(info.kind),
         Sprite {
             image,
-            color: tint,
+            color: kind_tint(info.kind),
             custom_size: Some(Vec2::splat(PLAYER_SPRITE_PX)),
             ..default()
         },
-        Transform::from_translation(pixels.extend(REMOTE_Z)),
-        // Hidden until the server tells us where it is.
-        if position.is_some() {
-            Visibility::Inherited
-        } else {
-            Visibility::Hidden
-        },
-        NetTarget {
-            position,
-            received_at_secs: now_secs,
-        },
+        transform,
+        visibility,
         history,
-        children![
-            label_bundle(label_text(info.id, &info.name, info.kind)),
-            (
-                UpdateAgeLabel,
-                Text2d::default(),
-                TextFont::from_font_size(LABEL_FONT_PX * 0.8),
-                TextColor(Color::srgb(1.0, 1.0, 0.5)),
-                Transform::from_xyz(0.0, -LABEL_OFFSET_PX, LABEL_Z),
-                Visibility::Hidden,
-            )
-        ],
+        children![label_bundle(label_text(info.id, &info.name, info.kind))],
     ));
     if info.kind == PlayerKind::Legacy {
         entity.insert(LegacyPlayer);
@@ -232,21 +261,30 @@ fn kind_label(kind: PlayerKind) -> &'static str {
     }
 }
 
-/// Snapshot / joined / left / disconnected → spawn and despawn remote players.
+/// What a remote player's position lives in.
+type RemoteMotion = (
+    &'static mut PositionHistory,
+    &'static mut Transform,
+    &'static mut Visibility,
+);
+
+/// Snapshot / joined / left / cleared → spawn and despawn remote players.
+#[allow(clippy::too_many_arguments)]
 pub fn apply_roster_events(
-    mut messages: MessageReader<ServerEvent>,
+    mut messages: MessageReader<RosterEvent>,
     mut commands: Commands,
     mut index: ResMut<PlayerIndex>,
     local_id: Res<LocalPlayerId>,
     sprites: Res<PlayerSprites>,
     time: Res<Time>,
-    mut targets: Query<(&mut NetTarget, &mut PositionHistory, &mut Visibility)>,
+    mut players: Query<RemoteMotion, With<RemotePlayer>>,
+    mut intervals: MessageWriter<SampleInterval>,
 ) {
     let now = time.elapsed_secs_f64();
-    for ServerEvent(event) in messages.read() {
+    for event in messages.read() {
         match event {
-            NetEvent::Snapshot(players) => {
-                let present: HashSet<ClientId> = players.iter().map(|p| p.info.id).collect();
+            RosterEvent::Snapshot(players_now) => {
+                let present: HashSet<ClientId> = players_now.iter().map(|p| p.info.id).collect();
                 index.0.retain(|id, entity| {
                     let keep = present.contains(id);
                     if !keep {
@@ -255,7 +293,7 @@ pub fn apply_roster_events(
                     }
                     keep
                 });
-                for player in players {
+                for player in players_now {
                     let id = player.info.id;
                     if Some(id) == local_id.0 {
                         continue;
@@ -263,13 +301,19 @@ pub fn apply_roster_events(
                     let position = player.position.map(position_to_units);
                     match index.0.get(&id) {
                         Some(&entity) => {
-                            if let (Some(position), Ok((mut target, mut history, mut visibility))) =
-                                (position, targets.get_mut(entity))
+                            if let (
+                                Some(position),
+                                Ok((mut history, mut transform, mut visibility)),
+                            ) = (position, players.get_mut(entity))
+                                && let Some(gap) = record_position(
+                                    &mut history,
+                                    &mut transform,
+                                    &mut visibility,
+                                    position,
+                                    now,
+                                )
                             {
-                                target.position = Some(position);
-                                target.received_at_secs = now;
-                                push_history(&mut history, position, now);
-                                *visibility = Visibility::Inherited;
+                                intervals.write(gap);
                             }
                         }
                         None => {
@@ -291,7 +335,7 @@ pub fn apply_roster_events(
                     }
                 }
             }
-            NetEvent::Joined(info) => {
+            RosterEvent::Joined(info) => {
                 if Some(info.id) == local_id.0 || index.0.contains_key(&info.id) {
                     continue;
                 }
@@ -304,50 +348,35 @@ pub fn apply_roster_events(
                 let entity = spawn_remote_player(&mut commands, &sprites, info, None, now);
                 index.0.insert(info.id, entity);
             }
-            NetEvent::Left(id) => {
+            RosterEvent::Left(id) => {
                 if let Some(entity) = index.0.remove(id) {
                     info!("player left id={id}");
                     commands.entity(entity).despawn();
                 }
             }
-            NetEvent::Disconnected { .. } => {
+            RosterEvent::Cleared => {
                 // The view is stale the moment the connection is gone; the
                 // next Welcome brings a fresh snapshot.
                 for (_, entity) in index.0.drain() {
                     commands.entity(entity).despawn();
                 }
             }
-            _ => {}
         }
     }
 }
 
-fn push_history(history: &mut PositionHistory, position: Vec2, now: f64) {
-    if history.0.len() >= POSITION_HISTORY_LEN {
-        history.0.pop_front();
-    }
-    history.0.push_back((position, now));
-}
-
-/// The position broadcast → each remote player's target (and overlay history).
+/// The position broadcast → each remote player's samples.
 /// Our own echo is ignored: the local player is driven locally.
 pub fn apply_server_positions(
-    mut messages: MessageReader<ServerEvent>,
+    mut messages: MessageReader<PositionsReceived>,
     index: Res<PlayerIndex>,
     local_id: Res<LocalPlayerId>,
     time: Res<Time>,
-    mut players: Query<(
-        &mut NetTarget,
-        &mut PositionHistory,
-        &mut Transform,
-        &mut Visibility,
-    )>,
+    mut players: Query<RemoteMotion, With<RemotePlayer>>,
+    mut intervals: MessageWriter<SampleInterval>,
 ) {
     let now = time.elapsed_secs_f64();
-    for ServerEvent(event) in messages.read() {
-        let NetEvent::Positions(positions) = event else {
-            continue;
-        };
+    for PositionsReceived(positions) in messages.read() {
         for update in positions {
             if Some(update.id) == local_id.0 {
                 continue;
@@ -355,64 +384,30 @@ pub fn apply_server_positions(
             let Some(&entity) = index.0.get(&update.id) else {
                 continue;
             };
-            let Ok((mut target, mut history, mut transform, mut visibility)) =
-                players.get_mut(entity)
-            else {
+            let Ok((mut history, mut transform, mut visibility)) = players.get_mut(entity) else {
                 continue;
             };
             let position = position_to_units(update.position);
-            if target.position.is_none() {
-                // First sighting: appear in place rather than slide from 0,0.
-                transform.translation = units_to_px(position).extend(REMOTE_Z);
-                *visibility = Visibility::Inherited;
+            if let Some(gap) =
+                record_position(&mut history, &mut transform, &mut visibility, position, now)
+            {
+                intervals.write(gap);
             }
-            target.position = Some(position);
-            target.received_at_secs = now;
-            push_history(&mut history, position, now);
         }
-    }
-}
-
-/// Remote sprites glide toward their target (exponential smoothing).
-pub fn interpolate_remote_players(
-    time: Res<Time>,
-    mut players: Query<(&NetTarget, &mut Transform), With<RemotePlayer>>,
-) {
-    if time.delta_secs() == 0.0 {
-        return;
-    }
-    let alpha = 1.0 - (-INTERPOLATION_RATE_PER_SEC * time.delta_secs()).exp();
-    for (target, mut transform) in &mut players {
-        let Some(goal_units) = target.position else {
-            continue;
-        };
-        let goal = units_to_px(goal_units);
-        let current = transform.translation.truncate();
-        // Settled sprites are not written, so change detection (and
-        // transform propagation) skips them.
-        if current.distance_squared(goal) < SETTLED_PX * SETTLED_PX {
-            continue;
-        }
-        let next = if current.distance(goal) > SNAP_DISTANCE_UNITS * PIXELS_PER_UNIT {
-            goal
-        } else {
-            current.lerp(goal, alpha)
-        };
-        transform.translation = next.extend(REMOTE_Z);
     }
 }
 
 /// On Welcome, make sure our own sprite exists and carries our new id.
 pub fn spawn_local_player_on_welcome(
-    mut messages: MessageReader<ServerEvent>,
+    mut messages: MessageReader<ConnectionEvent>,
     mut commands: Commands,
     settings: Res<ClientSettings>,
     sprites: Res<PlayerSprites>,
     mut local: Query<(Entity, &mut PlayerId), With<LocalPlayer>>,
     mut labels: Query<(&ChildOf, &mut Text2d), With<PlayerLabel>>,
 ) {
-    for ServerEvent(event) in messages.read() {
-        let NetEvent::Welcome { id, .. } = event else {
+    for event in messages.read() {
+        let ConnectionEvent::Welcome { id, .. } = event else {
             continue;
         };
         if settings.control == ControlMode::Spectate {

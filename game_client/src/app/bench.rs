@@ -4,6 +4,10 @@
 //! players, then every player moves at `rate_hz`, sent as `Positions` batches
 //! through the very same crossbeam channel. The app is the headless client's
 //! (MinimalPlugins + GameLogicPlugins); we time each `App::update` at 60 Hz.
+//!
+//! With `--render` the app is the windowed spectator client instead
+//! (DefaultPlugins + GameLogicPlugins + ViewPlugins, no vsync) and we time
+//! whole frames, rendering included, from `Time<Real>`.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -12,13 +16,13 @@ use bevy::prelude::*;
 use bevy::state::app::StatesPlugin;
 use rand::Rng;
 use shared::legacy::Position;
-use shared::native::{PlayerInfo, PlayerKind, PlayerPosition, PlayerState};
+use shared::native::{PlayerInfo, PlayerKind, PlayerPosition, PlayerState, ServerMessage};
 
 use crate::GameLogicPlugins;
-use crate::cli::BenchArgs;
-use crate::net_thread::NetEvent;
-use crate::network::channel_pair;
-use crate::players::PlayerIndex;
+use crate::app::cli::BenchArgs;
+use crate::logic::players::PlayerIndex;
+use crate::net::channel_pair;
+use crate::net::thread::NetEvent;
 
 /// Frame period of the measured loop (60 Hz, like a windowed client).
 const FRAME_PERIOD: Duration = Duration::from_nanos(16_666_667);
@@ -57,6 +61,9 @@ pub fn summarize(mut samples_ms: Vec<f64>) -> FrameTimes {
 }
 
 pub fn run_bench(args: &BenchArgs) -> ExitCode {
+    if args.render {
+        return run_render_bench(args);
+    }
     let players = args.players.max(1);
     let (events, commands, event_tx, command_rx) = channel_pair();
     let mut app = App::new();
@@ -135,10 +142,11 @@ fn feed_synthetic_world(
         .map(|_| Position::new(rng.random_range(-300..300), rng.random_range(-300..300)))
         .collect();
     let id_of = |i: usize| i as i32 + 1;
-    let _ = events.send(NetEvent::Welcome {
+    let _ = events.send(NetEvent::Server(ServerMessage::Welcome {
         id: BENCH_LOCAL_ID,
+        protocol_version: shared::native::PROTOCOL_VERSION,
         server: "bench".into(),
-    });
+    }));
     let snapshot = positions
         .iter()
         .enumerate()
@@ -155,7 +163,9 @@ fn feed_synthetic_world(
             position: Some(*p),
         })
         .collect();
-    let _ = events.send(NetEvent::Snapshot(snapshot));
+    let _ = events.send(NetEvent::Server(ServerMessage::Snapshot {
+        players: snapshot,
+    }));
 
     // Each player moves `rate_hz` times a second; spread them over the batches.
     let updates_per_batch = (players as f64 * rate_hz * FEED_PERIOD.as_secs_f64()).max(1.0);
@@ -181,7 +191,9 @@ fn feed_synthetic_world(
         }
         sent += batch.len() as u64;
         let bytes = batch.len() as u64 * 8;
-        if events.send(NetEvent::Positions(batch)).is_err()
+        if events
+            .send(NetEvent::Server(ServerMessage::Positions(batch)))
+            .is_err()
             || events.send(NetEvent::Traffic { bytes }).is_err()
         {
             break;
@@ -193,4 +205,113 @@ fn feed_synthetic_world(
         }
     }
     sent
+}
+
+/// Window size of the render benchmark, logical pixels.
+const RENDER_WINDOW_PX: (u32, u32) = (1280, 720);
+
+/// The render benchmark's state, kept in the app.
+#[derive(Resource)]
+struct RenderBench {
+    players: usize,
+    seconds: f64,
+    samples_ms: Vec<f64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    commands: crossbeam_channel::Receiver<crate::net::thread::NetCommand>,
+}
+
+fn run_render_bench(args: &BenchArgs) -> ExitCode {
+    use bevy::window::{PresentMode, WindowResolution};
+
+    let players = args.players.max(1);
+    let (events, commands, event_tx, command_rx) = channel_pair();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let feeder = {
+        let stop = stop.clone();
+        let rate_hz = args.rate_hz.max(0.1);
+        std::thread::spawn(move || feed_synthetic_world(&event_tx, players, rate_hz, &stop))
+    };
+    let mut app = App::new();
+    app.add_plugins(
+        DefaultPlugins
+            .set(bevy::window::WindowPlugin {
+                primary_window: Some(bevy::window::Window {
+                    title: format!("bench-ecs --render: {players} players"),
+                    resolution: WindowResolution::new(RENDER_WINDOW_PX.0, RENDER_WINDOW_PX.1),
+                    present_mode: PresentMode::AutoNoVsync,
+                    ..default()
+                }),
+                ..default()
+            })
+            .set(AssetPlugin {
+                file_path: concat!(env!("CARGO_MANIFEST_DIR"), "/../assets").into(),
+                ..default()
+            }),
+    )
+    .insert_resource(crate::ClientSettings {
+        name: "bench".into(),
+        control: crate::ControlMode::Spectate,
+        headless: false,
+    })
+    .insert_resource(events)
+    .insert_resource(commands)
+    .insert_resource(RenderBench {
+        players,
+        seconds: args.seconds.max(0.1),
+        samples_ms: Vec::new(),
+        stop: stop.clone(),
+        commands: command_rx,
+    })
+    .add_plugins((GameLogicPlugins, crate::ViewPlugins))
+    .add_systems(Last, record_render_frames);
+    let exit = app.run();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = feeder.join();
+    match exit {
+        AppExit::Success => ExitCode::SUCCESS,
+        AppExit::Error(_) => ExitCode::FAILURE,
+    }
+}
+
+/// Records each frame's duration; after the run, prints the figures and exits.
+fn record_render_frames(
+    time: Res<Time<Real>>,
+    mut bench: ResMut<RenderBench>,
+    index: Res<PlayerIndex>,
+    adapter: Option<Res<bevy::render::renderer::RenderAdapterInfo>>,
+    mut exits: MessageWriter<AppExit>,
+) {
+    while bench.commands.try_recv().is_ok() {}
+    let now = time.elapsed_secs_f64();
+    if now < WARM_UP.as_secs_f64() || index.0.len() < bench.players {
+        return;
+    }
+    bench.samples_ms.push(time.delta_secs_f64() * 1000.0);
+    let measured_secs: f64 = bench.samples_ms.iter().sum::<f64>() / 1000.0;
+    if measured_secs < bench.seconds {
+        return;
+    }
+    let renderer = adapter
+        .map(|a| {
+            format!(
+                "{} ({:?}, driver {} {})",
+                a.0.name, a.0.backend, a.0.driver, a.0.driver_info
+            )
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let times = summarize(std::mem::take(&mut bench.samples_ms));
+    println!(
+        "bench-ecs --render: {} players, window {}x{}, renderer {renderer}",
+        bench.players, RENDER_WINDOW_PX.0, RENDER_WINDOW_PX.1
+    );
+    println!(
+        "bench-ecs --render: {} frames over {measured_secs:.1} s: frame p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({:.0} fps at p50)",
+        times.frames,
+        times.p50_ms,
+        times.p99_ms,
+        times.max_ms,
+        1000.0 / times.p50_ms.max(0.001)
+    );
+    bench.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    exits.write(AppExit::Success);
 }

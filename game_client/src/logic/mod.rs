@@ -1,0 +1,7 @@
+//! What a client does without a window ([`crate::GameLogicPlugins`]).
+
+pub mod interpolation;
+pub mod local_input;
+pub mod math_panel;
+pub mod players;
+pub mod stats;

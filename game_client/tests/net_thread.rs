@@ -1,0 +1,224 @@
+//! The network thread over a real socket against the real server (in this
+//! process, every port 0): decoding, RTT, reconnect with backoff, and the
+//! link conditioner's delay and loss, measured.
+
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use game_client::app::embedded_server::EmbeddedServer;
+use game_client::net::conditioner::LinkConditions;
+use game_client::net::thread::{
+    NetCommand, NetEvent, NetworkLink, RECONNECT_BACKOFF_MIN, spawn_network_thread,
+};
+use shared::legacy::Position;
+use shared::native::{ClientMessage, PlayerKind, ServerMessage};
+
+/// Longest wait for any one expected event.
+const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn connect(server: &EmbeddedServer, name: &str, conditions: LinkConditions) -> NetworkLink {
+    spawn_network_thread(server.addrs.game.to_string(), name.into(), conditions)
+        .expect("network thread starts")
+}
+
+/// Waits for the first event `pick` accepts; the events before it are returned too.
+fn wait_for<T>(
+    events: &Receiver<NetEvent>,
+    what: &str,
+    mut pick: impl FnMut(&NetEvent) -> Option<T>,
+) -> (T, Vec<NetEvent>) {
+    let deadline = Instant::now() + EVENT_TIMEOUT;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match events.recv_timeout(left) {
+            Ok(event) => {
+                if let Some(found) = pick(&event) {
+                    return (found, seen);
+                }
+                seen.push(event);
+            }
+            Err(_) => panic!("no {what} within {EVENT_TIMEOUT:?}; saw {seen:?}"),
+        }
+    }
+}
+
+fn welcome_id(events: &Receiver<NetEvent>) -> i32 {
+    wait_for(events, "Welcome", |e| match e {
+        NetEvent::Server(ServerMessage::Welcome { id, .. }) => Some(*id),
+        _ => None,
+    })
+    .0
+}
+
+fn next_rtt(events: &Receiver<NetEvent>) -> Duration {
+    wait_for(events, "an RTT sample", |e| match e {
+        NetEvent::Rtt(rtt) => Some(*rtt),
+        _ => None,
+    })
+    .0
+}
+
+fn stop(link: NetworkLink) {
+    let _ = link.commands.send(NetCommand::Shutdown);
+    link.thread.join().expect("network thread ends cleanly");
+}
+
+#[test]
+fn decodes_the_roster_and_positions_and_measures_rtt() {
+    let server = EmbeddedServer::start_ephemeral().expect("server binds");
+    let alice = connect(&server, "alice", LinkConditions::default());
+    let alice_id = welcome_id(&alice.events);
+    let bob = connect(&server, "bob", LinkConditions::default());
+    let bob_id = welcome_id(&bob.events);
+    assert_ne!(alice_id, bob_id);
+
+    let (info, _) = wait_for(&alice.events, "bob joining", |e| match e {
+        NetEvent::Server(ServerMessage::PlayerJoined(info)) if info.id == bob_id => {
+            Some(info.clone())
+        }
+        _ => None,
+    });
+    assert_eq!(info.name, "bob");
+    assert_eq!(info.kind, PlayerKind::Native);
+
+    bob.commands
+        .send(NetCommand::Send(ClientMessage::MyPosition(Position::new(
+            12, -7,
+        ))))
+        .unwrap();
+    let (position, _) = wait_for(&alice.events, "bob's position", |e| match e {
+        NetEvent::Server(ServerMessage::Positions(batch)) => {
+            batch.iter().find(|p| p.id == bob_id).map(|p| p.position)
+        }
+        _ => None,
+    });
+    assert_eq!(position, Position::new(12, -7));
+
+    let rtt = next_rtt(&alice.events);
+    eprintln!("loopback RTT without conditioner: {rtt:?}");
+    assert!(rtt < Duration::from_millis(100), "{rtt:?}");
+
+    stop(bob);
+    wait_for(&alice.events, "bob leaving", |e| match e {
+        NetEvent::Server(ServerMessage::PlayerLeft { id }) if *id == bob_id => Some(()),
+        _ => None,
+    });
+    stop(alice);
+    server.stop();
+}
+
+#[test]
+fn the_link_conditioner_adds_twice_its_lag_to_the_round_trip() {
+    let server = EmbeddedServer::start_ephemeral().expect("server binds");
+    let started = Instant::now();
+    let lagged = LinkConditions {
+        lag: Duration::from_millis(100),
+        ..LinkConditions::default()
+    };
+    let link = connect(&server, "laggy", lagged);
+    welcome_id(&link.events);
+    let handshake = started.elapsed();
+    let rtt = next_rtt(&link.events);
+    eprintln!("with --lag-ms 100: handshake {handshake:?}, RTT {rtt:?}");
+    assert!(handshake >= Duration::from_millis(200), "{handshake:?}");
+    assert!(
+        rtt >= Duration::from_millis(200) && rtt < Duration::from_millis(300),
+        "{rtt:?}"
+    );
+
+    // Changed at run time (the F2 panel): off, and the RTT drops back.
+    link.commands
+        .send(NetCommand::SetLinkConditions(LinkConditions::default()))
+        .unwrap();
+    // The ping in flight may still carry the old lag; the one after cannot.
+    next_rtt(&link.events);
+    let rtt = next_rtt(&link.events);
+    eprintln!("after turning it off: RTT {rtt:?}");
+    assert!(rtt < Duration::from_millis(100), "{rtt:?}");
+    stop(link);
+    server.stop();
+}
+
+#[test]
+fn full_loss_drops_every_position_update_but_nothing_else() {
+    let server = EmbeddedServer::start_ephemeral().expect("server binds");
+    let lossy = LinkConditions {
+        loss: 1.0,
+        ..LinkConditions::default()
+    };
+    let watcher = connect(&server, "lossy", lossy);
+    welcome_id(&watcher.events);
+    let mover = connect(&server, "mover", LinkConditions::default());
+    let mover_id = welcome_id(&mover.events);
+    wait_for(&watcher.events, "the mover joining", |e| match e {
+        NetEvent::Server(ServerMessage::PlayerJoined(info)) if info.id == mover_id => Some(()),
+        _ => None,
+    });
+    for x in 0..10 {
+        mover
+            .commands
+            .send(NetCommand::Send(ClientMessage::MyPosition(Position::new(
+                x, 0,
+            ))))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Pings are not position updates: an RTT still arrives, and by then the
+    // ten moves (sent before it) would have too.
+    next_rtt(&watcher.events);
+    let (_, before) = wait_for(&watcher.events, "another RTT", |e| match e {
+        NetEvent::Rtt(_) => Some(()),
+        _ => None,
+    });
+    let positions = before
+        .iter()
+        .filter(|e| matches!(e, NetEvent::Server(ServerMessage::Positions(_))))
+        .count();
+    assert_eq!(positions, 0, "loss 1.0 let positions through: {before:?}");
+    stop(mover);
+    stop(watcher);
+    server.stop();
+}
+
+#[test]
+fn reconnects_with_growing_backoff_until_the_server_appears() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let link = spawn_network_thread(
+        format!("127.0.0.1:{port}"),
+        "patient".into(),
+        LinkConditions::default(),
+    )
+    .unwrap();
+    let retry = |events: &Receiver<NetEvent>| {
+        wait_for(events, "a failed attempt", |e| match e {
+            NetEvent::Disconnected { retry_in, reason } => {
+                assert!(reason.contains("cannot connect"), "{reason}");
+                Some(*retry_in)
+            }
+            _ => None,
+        })
+        .0
+    };
+    let first = retry(&link.events);
+    let second = retry(&link.events);
+    assert_eq!(first, RECONNECT_BACKOFF_MIN);
+    assert_eq!(second, RECONNECT_BACKOFF_MIN * 2, "backoff doubles");
+
+    let server = EmbeddedServer::start(server::Config {
+        host: std::net::Ipv4Addr::LOCALHOST.into(),
+        game_port: port,
+        test_port: 0,
+        math_port: 0,
+        positions_port: 0,
+        ..server::Config::default()
+    })
+    .expect("server binds the freed port");
+    welcome_id(&link.events);
+    stop(link);
+    server.stop();
+}

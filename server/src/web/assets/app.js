@@ -17,9 +17,9 @@
   // Looks.
   const COLOR = {
     background: '#0b1016',
-    gridMinor: '#131b24',
-    gridMajor: '#1c2733',
-    axis: '#2f4256',
+    gridMinor: '#141d27',
+    gridMajor: '#213040',
+    axis: '#38506a',
     label: '#5d7083',
     native: '#4ea1ff',
     nativeRing: '#a9d1ff',

@@ -13,6 +13,7 @@
 //! the leave markers it is owed), so it always ends with every latest
 //! position and never misses a leave.
 
+pub mod classic;
 pub mod legacy;
 pub mod native;
 

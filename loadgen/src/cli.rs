@@ -45,7 +45,8 @@ pub struct Common {
 
 #[derive(Debug, Args)]
 pub struct PositionsArgs {
-    /// Legacy positions service.
+    /// Legacy positions service; several comma-separated addresses (the
+    /// nodes of a cluster) share the clients round-robin.
     #[arg(long, default_value = "127.0.0.1:7003")]
     pub addr: String,
     /// Legacy positions clients.

@@ -253,10 +253,20 @@ pub async fn run(config: PositionsConfig) -> Result<PositionsReport, RunError> {
 
     let mut tasks = JoinSet::new();
     for index in 0..total {
+        // Several comma-separated addresses (cluster nodes) share the
+        // clients round-robin; convergence then checks every node sees
+        // every other node's players.
+        let pick = |list: &str| {
+            let addrs: Vec<&str> = list.split(',').map(str::trim).collect();
+            addrs[index % addrs.len()].to_owned()
+        };
         let (kind, addr) = if index < config.clients {
-            (Kind::Legacy, config.addr.clone())
+            (Kind::Legacy, pick(&config.addr))
         } else {
-            (Kind::Native, config.native_addr.clone().unwrap_or_default())
+            (
+                Kind::Native,
+                pick(config.native_addr.as_deref().unwrap_or_default()),
+            )
         };
         let client = Client {
             kind,

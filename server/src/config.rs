@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::http::HttpLimits;
+
 /// Headless game server: the native game protocol plus the three legacy
 /// Python demos ("test packets", "math", "positions") on their own ports,
 /// sharing one client registry and one world of positions.
@@ -108,6 +110,34 @@ pub struct Config {
     #[arg(long, env = "GAMESERVER_METRICS", value_name = "HOST:PORT")]
     pub metrics: Option<SocketAddr>,
 
+    /// Most connections to the metrics port at once; more are answered 503
+    /// and closed. Its own budget: admin traffic never takes a player's slot.
+    #[arg(long, env = "GAMESERVER_METRICS_MAX_CONNECTIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub metrics_max_connections: u32,
+
+    /// Serve the live web view (a map of every player, in any browser) on
+    /// http://ADDR/, e.g. 0.0.0.0:8080. Read-only, and a listener of its own:
+    /// it may be public while --metrics stays private. Off unless given.
+    #[arg(long, env = "GAMESERVER_WEB", value_name = "HOST:PORT")]
+    pub web: Option<SocketAddr>,
+
+    /// Most connections to the web view at once (page loads and live
+    /// viewers); more are answered 503 and closed.
+    #[arg(long, env = "GAMESERVER_WEB_MAX_CONNECTIONS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub web_max_connections: u32,
+
+    /// Time an HTTP client (metrics, web) has to send a whole request head,
+    /// and the longest a keep-alive connection waits for its next request,
+    /// in milliseconds.
+    #[arg(long, env = "GAMESERVER_HTTP_HEADER_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_header_timeout_ms: u64,
+
+    /// An HTTP connection that moves no byte either way for this long is
+    /// closed; a web viewer that does not answer the server's pings for this
+    /// long is dropped (they are sent every third of it), in milliseconds.
+    #[arg(long, env = "GAMESERVER_HTTP_IDLE_TIMEOUT_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(3..))]
+    pub http_idle_timeout_ms: u64,
+
     /// Whether the legacy services (test packets, math, positions) start by
     /// sending the client its id as a 4-byte `<i`. `off` is for scripts
     /// from the original demos that expect no greeting; clients still get
@@ -183,6 +213,11 @@ impl Default for Config {
             write_timeout_ms: 10_000,
             broadcast_interval_ms: 0,
             metrics: None,
+            metrics_max_connections: 16,
+            web: None,
+            web_max_connections: 256,
+            http_header_timeout_ms: 10_000,
+            http_idle_timeout_ms: 60_000,
             cluster: None,
             node_id: 0,
             world: "gameworld".to_owned(),
@@ -209,7 +244,9 @@ impl Config {
     /// HTTP connections the HTTP listeners may hold at once (each is a
     /// file descriptor).
     pub fn http_connection_budget(&self) -> usize {
-        0
+        let metrics = self.metrics.map_or(0, |_| self.metrics_max_connections);
+        let web = self.web.map_or(0, |_| self.web_max_connections);
+        (metrics + web) as usize
     }
 
     /// The cluster to join, if any.
@@ -262,6 +299,24 @@ impl Config {
 
     pub fn broadcast_interval(&self) -> Duration {
         Duration::from_millis(self.broadcast_interval_ms)
+    }
+
+    /// Limits of the metrics listener.
+    pub fn metrics_limits(&self) -> HttpLimits {
+        self.http_limits(self.metrics_max_connections)
+    }
+
+    /// Limits of the web view's listener.
+    pub fn web_limits(&self) -> HttpLimits {
+        self.http_limits(self.web_max_connections)
+    }
+
+    fn http_limits(&self, max_connections: u32) -> HttpLimits {
+        HttpLimits {
+            max_connections: max_connections as usize,
+            header_timeout: Duration::from_millis(self.http_header_timeout_ms),
+            idle_timeout: Duration::from_millis(self.http_idle_timeout_ms),
+        }
     }
 
     /// Whether any classic compatibility switch departs from the legacy

@@ -17,10 +17,12 @@ pub mod config;
 pub mod connection;
 pub mod fanout;
 pub mod fd_limit;
+pub mod http;
 pub mod log_throttle;
 pub mod metrics;
 pub mod registry;
 pub mod services;
+pub mod web;
 pub mod world;
 
 use std::net::SocketAddr;
@@ -47,7 +49,7 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 /// overflow it (tokio's default is 1024; Linux caps it at `somaxconn`).
 const LISTEN_BACKLOG: u32 = 4096;
 
-fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+pub(crate) fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {
@@ -67,7 +69,7 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 pub const SEND_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Socket options of every accepted connection.
-fn tune(stream: &TcpStream) {
+pub(crate) fn tune(stream: &TcpStream) {
     // Small messages go out at once instead of waiting for Nagle.
     let _ = stream.set_nodelay(true);
     let _ = socket2::SockRef::from(stream).set_send_buffer_size(SEND_BUFFER_BYTES);
@@ -91,6 +93,8 @@ pub struct ServerAddrs {
     pub math: SocketAddr,
     pub positions: SocketAddr,
     pub metrics: Option<SocketAddr>,
+    /// The live web view (`--web`), if enabled.
+    pub web: Option<SocketAddr>,
 }
 
 /// A bound server, ready to run.
@@ -99,6 +103,7 @@ pub struct Server {
     cluster: Option<cluster::Cluster>,
     listeners: Vec<(Service, TcpListener)>,
     metrics_listener: Option<TcpListener>,
+    web_listener: Option<TcpListener>,
     addrs: ServerAddrs,
     shared: Arc<Shared>,
 }
@@ -130,12 +135,25 @@ impl Server {
             })?),
             None => None,
         };
+        let web_listener = match config.web {
+            Some(addr) => Some(http::bind(addr).map_err(|err| {
+                std::io::Error::new(
+                    err.kind(),
+                    format!("cannot listen on {addr} (web view): {err}"),
+                )
+            })?),
+            None => None,
+        };
         let addrs = ServerAddrs {
             game: game.local_addr()?,
             test: test.local_addr()?,
             math: math.local_addr()?,
             positions: positions.local_addr()?,
             metrics: metrics_listener
+                .as_ref()
+                .map(TcpListener::local_addr)
+                .transpose()?,
+            web: web_listener
                 .as_ref()
                 .map(TcpListener::local_addr)
                 .transpose()?,
@@ -173,6 +191,7 @@ impl Server {
             cluster,
             listeners,
             metrics_listener,
+            web_listener,
             addrs,
             shared,
         })
@@ -196,6 +215,7 @@ impl Server {
             cluster,
             listeners,
             metrics_listener,
+            web_listener,
             addrs,
             shared,
         } = self;
@@ -226,12 +246,26 @@ impl Server {
             ));
         }
         if let Some(listener) = metrics_listener {
+            let limits = shared.config.metrics_limits();
             if let Some(addr) = addrs.metrics {
-                info!(%addr, "serving metrics on /metrics and /healthz");
+                http::log_listening("metrics on /metrics and /healthz", addr, &limits);
             }
             tracker.spawn(metrics::serve(
                 listener,
                 Arc::clone(&shared.metrics),
+                limits,
+                shared.shutdown.clone(),
+            ));
+        }
+        if let Some(listener) = web_listener {
+            let limits = shared.config.web_limits();
+            if let Some(addr) = addrs.web {
+                http::log_listening("the live web view on / and /ws", addr, &limits);
+            }
+            tracker.spawn(http::serve(
+                listener,
+                web::router(Arc::clone(&shared)),
+                limits,
                 shared.shutdown.clone(),
             ));
         }

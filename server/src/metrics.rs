@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::ClusterMetrics;
 use crate::connection::Disconnect;
+use crate::http::{self, HttpLimits};
 use crate::registry::Service;
 use crate::world::World;
 
@@ -250,18 +251,19 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics` and `/healthz` on `listener` until `shutdown`.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+/// Serves `/metrics` and `/healthz` on `listener` until `shutdown`, under
+/// `limits` (its own connection cap and timeouts: see [`crate::http`]).
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    limits: HttpLimits,
+    shutdown: CancellationToken,
+) {
     let app = Router::new()
         .route("/metrics", get(render_metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(metrics);
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await;
-    if let Err(err) = result {
-        tracing::error!(cause = %err, "metrics endpoint failed");
-    }
+    http::serve(listener, app, limits, shutdown).await;
 }
 
 async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
@@ -275,7 +277,8 @@ async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoRespons
     )
 }
 
-/// Binds the metrics endpoint (so a taken port fails at start-up, not later).
+/// Binds the metrics endpoint (so a taken port fails at start-up, not later),
+/// with the game ports' backlog.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
+    http::bind(addr)
 }

@@ -1,0 +1,321 @@
+//! The web view over real sockets, without a browser: what `/` and the
+//! assets answer, what `/ws` streams, its limits, and that a slow viewer is
+//! coalesced like any subscriber. The browser itself is driven in
+//! `web_browser.rs`.
+
+mod common;
+mod web_support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+use futures::{SinkExt, StreamExt};
+use server::Config;
+use shared::legacy::{Position, PositionRecord};
+use shared::native::ClientMessage;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use web_support::*;
+
+type Viewer = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+fn with_web(config: &mut Config) {
+    config.web = Some("127.0.0.1:0".parse().unwrap());
+}
+
+fn web_addr(server: &TestServer) -> SocketAddr {
+    server.addrs.web.expect("web view enabled")
+}
+
+async fn open_viewer(addr: SocketAddr) -> Viewer {
+    let (viewer, response) = tokio::time::timeout(
+        PATIENCE,
+        tokio_tungstenite::connect_async(format!("ws://{addr}/ws")),
+    )
+    .await
+    .expect("upgrade in time")
+    .expect("WebSocket upgrade");
+    assert_eq!(response.status(), 101);
+    viewer
+}
+
+/// Reads messages into `view` until `done` holds.
+async fn watch_until(
+    viewer: &mut Viewer,
+    view: &mut View,
+    what: &str,
+    done: impl Fn(&View) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !done(view) {
+        let message = tokio::time::timeout_at(deadline, viewer.next())
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for: {what}; view: {view:?}"))
+            .expect("stream open")
+            .expect("WebSocket message");
+        match message {
+            Message::Binary(bytes) => view.apply(&records(&bytes)),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("unexpected message {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn web_view_is_off_unless_asked_for() {
+    let server = TestServer::start().await;
+    assert_eq!(server.addrs.web, None);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn page_and_assets_are_embedded_and_carry_a_strict_csp() {
+    let server = TestServer::with(with_web).await;
+    let addr = web_addr(&server);
+    for (path, content_type, needle) in [
+        ("/", "text/html", "<ul id=\"players\">"),
+        ("/app.js", "text/javascript", "textContent"),
+        ("/style.css", "text/css", "#players"),
+        ("/favicon.svg", "image/svg+xml", "<svg"),
+    ] {
+        let response = request(addr, "GET", path).await;
+        assert_eq!(response.status(), 200, "{path}");
+        let headers = response.headers();
+        assert!(
+            headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(content_type)
+        );
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("default-src 'none'"), "{csp}");
+        assert!(csp.contains("script-src 'self'"), "{csp}");
+        assert!(!csp.contains("unsafe"), "{csp}");
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        let body = std::str::from_utf8(response.body()).unwrap();
+        assert!(body.contains(needle), "{path} lacks {needle:?}");
+    }
+    // Nothing is fetched from elsewhere: no absolute URL in the page.
+    let page = request(addr, "GET", "/").await;
+    let page = std::str::from_utf8(page.body()).unwrap();
+    assert!(!page.contains("http://") && !page.contains("https://"));
+    assert!(
+        !page.contains("<script>") && !page.contains("style="),
+        "nothing inline"
+    );
+}
+
+#[tokio::test]
+async fn only_get_of_the_page_assets_and_ws_is_served() {
+    let server = TestServer::with(with_web).await;
+    let addr = web_addr(&server);
+    assert_eq!(request(addr, "GET", "/metrics").await.status(), 404);
+    assert_eq!(request(addr, "GET", "/../Cargo.toml").await.status(), 404);
+    assert_eq!(request(addr, "GET", "/index.html").await.status(), 404);
+    assert_eq!(request(addr, "POST", "/").await.status(), 405);
+    assert_eq!(request(addr, "DELETE", "/app.js").await.status(), 405);
+    assert_eq!(request(addr, "POST", "/ws").await.status(), 405);
+    // `/ws` without an upgrade is refused, not served as a page.
+    assert!(request(addr, "GET", "/ws").await.status().is_client_error());
+}
+
+#[tokio::test]
+async fn a_viewer_gets_a_snapshot_then_every_join_move_and_leave() {
+    let server = TestServer::with(with_web).await;
+    let (mut legacy, legacy_id) = connect_legacy(server.addrs.positions).await;
+    send_position(&mut legacy, 12, -34).await;
+    let mut native = NativeClient::join(server.addrs.game, "rusty").await;
+    native
+        .send(ClientMessage::MyPosition(Position::new(-5, 6)))
+        .await;
+    // Both positions are in the world before the viewer arrives.
+    read_record_until(&mut legacy, |r| r.id == native.id).await;
+
+    let mut viewer = open_viewer(web_addr(&server)).await;
+    let first = match viewer.next().await.unwrap().unwrap() {
+        Message::Binary(bytes) => records(&bytes),
+        other => panic!("expected the snapshot, got {other:?}"),
+    };
+    assert_eq!(first[0], Record::Reset, "a snapshot starts with a reset");
+    let mut view = View::default();
+    view.apply(&first);
+    let expected_legacy = Seen {
+        name: format!("py-{legacy_id}"),
+        legacy: true,
+        position: Some((12, -34)),
+    };
+    assert_eq!(view.players.get(&legacy_id), Some(&expected_legacy));
+    assert_eq!(
+        view.players.get(&native.id),
+        Some(&Seen {
+            name: "rusty".into(),
+            legacy: false,
+            position: Some((-5, 6)),
+        })
+    );
+
+    send_position(&mut legacy, 13, -35).await;
+    watch_until(&mut viewer, &mut view, "the move", |v| {
+        v.players[&legacy_id].position == Some((13, -35))
+    })
+    .await;
+
+    let mut late = NativeClient::join(server.addrs.game, "late").await;
+    let late_id = late.id;
+    watch_until(&mut viewer, &mut view, "the join", |v| {
+        v.players.get(&late_id).is_some_and(|s| s.name == "late")
+    })
+    .await;
+    late.send(ClientMessage::Bye).await;
+    drop(late);
+    drop(legacy);
+    watch_until(&mut viewer, &mut view, "both leaves", |v| {
+        !v.players.contains_key(&late_id) && !v.players.contains_key(&legacy_id)
+    })
+    .await;
+    assert_eq!(view.resets, 1, "one snapshot, then only batches");
+    // A viewer is not a player.
+    assert_eq!(server.shared.world.player_count(), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_viewer_cannot_move_anyone_and_is_closed_if_it_tries() {
+    let server = TestServer::with(with_web).await;
+    let (mut legacy, legacy_id) = connect_legacy(server.addrs.positions).await;
+    send_position(&mut legacy, 1, 1).await;
+    read_record_until(&mut legacy, |r| r.id == legacy_id).await;
+    let mut viewer = open_viewer(web_addr(&server)).await;
+    // A legacy position's bytes, and a native MyPosition frame: neither is
+    // anything on this stream.
+    viewer
+        .send(Message::Binary(
+            Position::new(99, 99).to_bytes().to_vec().into(),
+        ))
+        .await
+        .unwrap();
+    let close = loop {
+        match tokio::time::timeout(PATIENCE, viewer.next())
+            .await
+            .expect("closed in time")
+        {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(close.expect("a close frame").code, CloseCode::Policy);
+    assert_eq!(
+        server.shared.world.position_of(legacy_id),
+        Some(Position::new(1, 1))
+    );
+    expect_silence(&mut legacy, Duration::from_millis(200)).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn over_the_cap_an_http_client_is_answered_503_and_closed() {
+    let server = TestServer::with(|c| {
+        with_web(c);
+        c.web_max_connections = 2;
+    })
+    .await;
+    let addr = web_addr(&server);
+    let first = open_viewer(addr).await;
+    let _second = open_viewer(addr).await;
+    match tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503)
+        }
+        other => panic!("expected a 503, got {other:?}"),
+    }
+    let response = request(addr, "GET", "/").await;
+    assert_eq!(response.status(), 503);
+    // A viewer that leaves frees its slot.
+    drop(first);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let status = request(addr, "GET", "/").await.status();
+        if status == 200 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "slot never freed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_viewer_that_stops_reading_is_coalesced_and_never_slows_players() {
+    let server = TestServer::with(with_web).await;
+    // A viewer that reads its snapshot and then nothing.
+    let mut stuck = open_viewer(web_addr(&server)).await;
+    let _ = stuck.next().await;
+    let (mut mover, mover_id) = connect_legacy(server.addrs.positions).await;
+    let (mut watcher, _) = connect_legacy(server.addrs.positions).await;
+
+    // Enough moves to fill the stuck viewer's socket buffers many times
+    // over (9 bytes each on its stream), sent in bursts the watcher keeps
+    // up with.
+    const BURSTS: i16 = 1500;
+    const PER_BURST: i16 = 40;
+    let started = std::time::Instant::now();
+    for burst in 0..BURSTS {
+        let mut bytes = Vec::new();
+        for i in 0..PER_BURST {
+            bytes.extend_from_slice(&Position::new(burst, i).to_bytes());
+        }
+        tokio::io::AsyncWriteExt::write_all(&mut mover, &bytes)
+            .await
+            .unwrap();
+        // The watcher sees the burst's last move: players are not held back.
+        read_record_until(&mut watcher, |r| {
+            *r == PositionRecord {
+                id: mover_id,
+                x: burst,
+                y: PER_BURST - 1,
+            }
+        })
+        .await;
+        discard_available(&mover);
+    }
+    let elapsed = started.elapsed();
+    // Once it reads again, the viewer converges on the latest position, and
+    // it got there through a fresh snapshot rather than its whole backlog.
+    let mut view = View::default();
+    watch_until(&mut stuck, &mut view, "the last position", |v| {
+        v.players.get(&mover_id).and_then(|s| s.position) == Some((BURSTS - 1, PER_BURST - 1))
+    })
+    .await;
+    assert!(view.resets >= 1, "the stuck viewer was resynchronised");
+    eprintln!(
+        "{} moves in {elapsed:?} with a stuck viewer; {} resyncs",
+        i32::from(BURSTS) * i32::from(PER_BURST),
+        server.shared.world.resync_count()
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn viewers_are_closed_with_going_away_on_shutdown() {
+    let server = TestServer::with(with_web).await;
+    let mut viewer = open_viewer(web_addr(&server)).await;
+    let _ = viewer.next().await; // the snapshot
+    let stopping = tokio::spawn(server.stop());
+    let close = loop {
+        match tokio::time::timeout(PATIENCE, viewer.next())
+            .await
+            .expect("closed in time")
+        {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(close.expect("a close frame").code, CloseCode::Away);
+    let took = stopping.await.unwrap();
+    assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
+}

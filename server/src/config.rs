@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+#[cfg(feature = "http")]
 use crate::http::HttpLimits;
 
 /// Headless game server: the native game protocol plus the three legacy
@@ -301,16 +302,19 @@ impl Config {
         Duration::from_millis(self.broadcast_interval_ms)
     }
 
+    #[cfg(feature = "http")]
     /// Limits of the metrics listener.
     pub fn metrics_limits(&self) -> HttpLimits {
         self.http_limits(self.metrics_max_connections)
     }
 
+    #[cfg(feature = "http")]
     /// Limits of the web view's listener.
     pub fn web_limits(&self) -> HttpLimits {
         self.http_limits(self.web_max_connections)
     }
 
+    #[cfg(feature = "http")]
     fn http_limits(&self, max_connections: u32) -> HttpLimits {
         HttpLimits {
             max_connections: max_connections as usize,

@@ -17,11 +17,13 @@ pub mod config;
 pub mod connection;
 pub mod fanout;
 pub mod fd_limit;
+#[cfg(feature = "http")]
 pub mod http;
 pub mod log_throttle;
 pub mod metrics;
 pub mod registry;
 pub mod services;
+#[cfg(feature = "http")]
 pub mod web;
 pub mod world;
 
@@ -126,24 +128,14 @@ impl Server {
         let test = bind(config.test_port, Service::TestPackets).await?;
         let math = bind(config.math_port, Service::Math).await?;
         let positions = bind(config.positions_port, Service::Positions).await?;
-        let metrics_listener = match config.metrics {
-            Some(addr) => Some(metrics::bind(addr).await.map_err(|err| {
-                std::io::Error::new(
-                    err.kind(),
-                    format!("cannot listen on {addr} (metrics): {err}"),
-                )
-            })?),
-            None => None,
-        };
-        let web_listener = match config.web {
-            Some(addr) => Some(http::bind(addr).map_err(|err| {
-                std::io::Error::new(
-                    err.kind(),
-                    format!("cannot listen on {addr} (web view): {err}"),
-                )
-            })?),
-            None => None,
-        };
+        let metrics_listener = config
+            .metrics
+            .map(|addr| bind_http(addr, "metrics"))
+            .transpose()?;
+        let web_listener = config
+            .web
+            .map(|addr| bind_http(addr, "web view"))
+            .transpose()?;
         let addrs = ServerAddrs {
             game: game.local_addr()?,
             test: test.local_addr()?,
@@ -245,30 +237,7 @@ impl Server {
                 tracker.clone(),
             ));
         }
-        if let Some(listener) = metrics_listener {
-            let limits = shared.config.metrics_limits();
-            if let Some(addr) = addrs.metrics {
-                http::log_listening("metrics on /metrics and /healthz", addr, &limits);
-            }
-            tracker.spawn(metrics::serve(
-                listener,
-                Arc::clone(&shared.metrics),
-                limits,
-                shared.shutdown.clone(),
-            ));
-        }
-        if let Some(listener) = web_listener {
-            let limits = shared.config.web_limits();
-            if let Some(addr) = addrs.web {
-                http::log_listening("the live web view on / and /ws", addr, &limits);
-            }
-            tracker.spawn(http::serve(
-                listener,
-                web::router(Arc::clone(&shared)),
-                limits,
-                shared.shutdown.clone(),
-            ));
-        }
+        serve_http(&tracker, &shared, metrics_listener, web_listener, addrs);
         tracker.spawn(log_throttle::WARNINGS.flush_every_window(shared.shutdown.clone()));
         tracker.spawn(
             Arc::clone(&shared.world)
@@ -282,6 +251,69 @@ impl Server {
         tracker.wait().await;
         info!("shut down");
     }
+}
+
+/// Binds an HTTP listener (metrics, web view) with the game ports' backlog.
+fn bind_http(addr: SocketAddr, what: &str) -> std::io::Result<TcpListener> {
+    #[cfg(feature = "http")]
+    let listener = http::bind(addr);
+    #[cfg(not(feature = "http"))]
+    let listener = Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "this build has no HTTP support (cargo feature `http`)",
+    ));
+    listener.map_err(|err| {
+        std::io::Error::new(
+            err.kind(),
+            format!("cannot listen on {addr} ({what}): {err}"),
+        )
+    })
+}
+
+/// Serves the HTTP listeners that were bound.
+#[cfg(feature = "http")]
+fn serve_http(
+    tracker: &TaskTracker,
+    shared: &Arc<Shared>,
+    metrics_listener: Option<TcpListener>,
+    web_listener: Option<TcpListener>,
+    addrs: ServerAddrs,
+) {
+    if let Some(listener) = metrics_listener {
+        let limits = shared.config.metrics_limits();
+        if let Some(addr) = addrs.metrics {
+            http::log_listening("metrics on /metrics and /healthz", addr, &limits);
+        }
+        tracker.spawn(metrics::serve(
+            listener,
+            Arc::clone(&shared.metrics),
+            limits,
+            shared.shutdown.clone(),
+        ));
+    }
+    if let Some(listener) = web_listener {
+        let limits = shared.config.web_limits();
+        if let Some(addr) = addrs.web {
+            http::log_listening("the live web view on / and /ws", addr, &limits);
+        }
+        tracker.spawn(http::serve(
+            listener,
+            web::router(Arc::clone(shared)),
+            limits,
+            shared.shutdown.clone(),
+        ));
+    }
+}
+
+/// Without HTTP support no HTTP listener can have been bound.
+#[cfg(not(feature = "http"))]
+fn serve_http(
+    _tracker: &TaskTracker,
+    _shared: &Arc<Shared>,
+    _metrics_listener: Option<TcpListener>,
+    _web_listener: Option<TcpListener>,
+    _addrs: ServerAddrs,
+) {
 }
 
 async fn accept_loop(

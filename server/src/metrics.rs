@@ -2,25 +2,14 @@
 //! `--metrics HOST:PORT` is given (the counting itself is always on: it is a
 //! handful of atomic adds per read or write, not per message).
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
 pub use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use crate::cluster::ClusterMetrics;
 use crate::connection::Disconnect;
-use crate::http::{self, HttpLimits};
 use crate::registry::Service;
 use crate::world::World;
 
@@ -251,34 +240,48 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics` and `/healthz` on `listener` until `shutdown`, under
-/// `limits` (its own connection cap and timeouts: see [`crate::http`]).
-pub async fn serve(
-    listener: TcpListener,
-    metrics: Arc<Metrics>,
-    limits: HttpLimits,
-    shutdown: CancellationToken,
-) {
-    let app = Router::new()
-        .route("/metrics", get(render_metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .with_state(metrics);
-    http::serve(listener, app, limits, shutdown).await;
-}
+#[cfg(feature = "http")]
+pub use endpoint::serve;
 
-async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
-    (
-        StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        metrics.render(),
-    )
-}
+/// The HTTP side, in builds with the `http` feature.
+#[cfg(feature = "http")]
+mod endpoint {
+    use std::sync::Arc;
 
-/// Binds the metrics endpoint (so a taken port fails at start-up, not later),
-/// with the game ports' backlog.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    http::bind(addr)
+    use axum::Router;
+    use axum::extract::State;
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    use axum::routing::get;
+    use tokio::net::TcpListener;
+    use tokio_util::sync::CancellationToken;
+
+    use super::Metrics;
+    use crate::http::{self, HttpLimits};
+
+    /// Serves `/metrics` and `/healthz` on `listener` until `shutdown`, under
+    /// `limits` (its own connection cap and timeouts: see [`crate::http`]).
+    pub async fn serve(
+        listener: TcpListener,
+        metrics: Arc<Metrics>,
+        limits: HttpLimits,
+        shutdown: CancellationToken,
+    ) {
+        let app = Router::new()
+            .route("/metrics", get(render_metrics))
+            .route("/healthz", get(|| async { "ok\n" }))
+            .with_state(metrics);
+        http::serve(listener, app, limits, shutdown).await;
+    }
+
+    async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+        (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            metrics.render(),
+        )
+    }
 }

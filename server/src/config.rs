@@ -5,6 +5,11 @@ use std::time::Duration;
 
 use clap::Parser;
 
+/// Default of `--max-connections-per-ip`: a household or an office behind
+/// one NAT address runs a few game clients and legacy demos each, far below
+/// this; one host opening hundreds of sockets is a flood.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 64;
+
 /// Headless game server: the native game protocol plus the three legacy
 /// Python demos ("test packets", "math", "positions") on their own ports,
 /// sharing one client registry and one world of positions.
@@ -46,9 +51,15 @@ pub struct Config {
     #[arg(long, env = "GAMESERVER_MAX_CONNECTIONS", default_value_t = 20_000)]
     pub max_connections: usize,
 
-    /// Most connected clients from one IP address (0 = no limit).
-    #[arg(long, env = "GAMESERVER_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
+    /// Most connected clients from one IP address (0 = no limit). Loopback
+    /// peers are exempt (local benchmarks, tests, a reverse proxy) unless
+    /// --per-ip-limit-loopback is given.
+    #[arg(long, env = "GAMESERVER_MAX_CONNECTIONS_PER_IP", default_value_t = DEFAULT_MAX_CONNECTIONS_PER_IP)]
     pub max_connections_per_ip: usize,
+
+    /// Hold loopback peers (127.0.0.0/8, ::1) to --max-connections-per-ip too.
+    #[arg(long, env = "GAMESERVER_PER_IP_LIMIT_LOOPBACK")]
+    pub per_ip_limit_loopback: bool,
 
     /// Largest native frame a client may send, in bytes.
     #[arg(long, env = "GAMESERVER_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
@@ -94,7 +105,8 @@ impl Default for Config {
             probe_interval_ms: 1000,
             probe_timeout_ms: 3000,
             max_connections: 20_000,
-            max_connections_per_ip: 0,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            per_ip_limit_loopback: false,
             max_frame_bytes: 64 * 1024,
             handshake_timeout_ms: 5000,
             idle_timeout_ms: 30_000,
@@ -147,10 +159,41 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::{CommandFactory, FromArgMatches};
+
+    /// Parses `args` as the command line, ignoring every `GAMESERVER_*`
+    /// variable of the environment the tests run in: clap reads an
+    /// argument's `env` only when the argument is marked so.
+    fn parse_without_env(args: &[&str]) -> Config {
+        let command = Config::command();
+        let ids: Vec<clap::Id> = command
+            .get_arguments()
+            .filter(|arg| arg.get_env().is_some())
+            .map(|arg| arg.get_id().clone())
+            .collect();
+        let command = ids.into_iter().fold(command, |command, id| {
+            command.mut_arg(id, |arg| arg.env(None::<&str>))
+        });
+        let matches = command.try_get_matches_from(args).unwrap();
+        Config::from_arg_matches(&matches).unwrap()
+    }
 
     #[test]
     fn default_matches_the_command_line_defaults() {
-        let parsed = Config::try_parse_from(["server"]).unwrap();
+        let parsed = parse_without_env(&["server"]);
         assert_eq!(format!("{parsed:?}"), format!("{:?}", Config::default()));
+    }
+
+    #[test]
+    fn per_ip_limit_is_on_by_default_and_spares_loopback() {
+        let config = parse_without_env(&["server"]);
+        assert_eq!(
+            config.max_connections_per_ip,
+            DEFAULT_MAX_CONNECTIONS_PER_IP
+        );
+        assert!(DEFAULT_MAX_CONNECTIONS_PER_IP > 0);
+        assert!(!config.per_ip_limit_loopback);
+        let strict = parse_without_env(&["server", "--per-ip-limit-loopback"]);
+        assert!(strict.per_ip_limit_loopback);
     }
 }

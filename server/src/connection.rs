@@ -62,12 +62,21 @@ impl Disconnect {
         )
     }
 
-    /// Whether the client, not the server or the network, ended it normally.
+    /// Whether the connection ended in a routine way: the client left, even
+    /// abruptly (a reset, an aborted or half-closed socket is what a killed
+    /// or crashed client looks like), or the server is shutting down.
     pub fn is_normal(&self) -> bool {
-        matches!(
-            self,
-            Disconnect::ClientClosed | Disconnect::ClientBye | Disconnect::Shutdown
-        )
+        match self {
+            Disconnect::ClientClosed | Disconnect::ClientBye | Disconnect::Shutdown => true,
+            Disconnect::Io(err) => matches!(
+                err.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            ),
+            _ => false,
+        }
     }
 }
 
@@ -196,5 +205,26 @@ impl Writer {
         .await;
         self.counters.bytes_out.inc_by(bytes.len() as u64);
         self.counters.messages_out.inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Error, ErrorKind};
+
+    #[test]
+    fn resets_and_closes_are_routine_other_errors_are_not() {
+        for kind in [
+            ErrorKind::ConnectionReset,
+            ErrorKind::ConnectionAborted,
+            ErrorKind::BrokenPipe,
+            ErrorKind::UnexpectedEof,
+        ] {
+            assert!(Disconnect::Io(Error::from(kind)).is_normal(), "{kind:?}");
+        }
+        assert!(!Disconnect::Io(Error::from(ErrorKind::OutOfMemory)).is_normal());
+        assert!(!Disconnect::ProtocolViolation("x".into()).is_normal());
+        assert!(!Disconnect::WriteTimeout(Duration::from_secs(1)).is_normal());
     }
 }

@@ -14,6 +14,8 @@
 
 pub mod config;
 pub mod connection;
+pub mod fd_limit;
+pub mod log_throttle;
 pub mod metrics;
 pub mod registry;
 pub mod services;
@@ -135,10 +137,10 @@ impl Server {
                 .transpose()?,
         };
         let shared = Arc::new(Shared {
-            registry: Arc::new(Registry::new(
-                config.max_connections,
-                config.max_connections_per_ip,
-            )),
+            registry: Arc::new(
+                Registry::new(config.max_connections, config.max_connections_per_ip)
+                    .limit_loopback(config.per_ip_limit_loopback),
+            ),
             world: World::new(),
             metrics: Arc::new(Metrics::default()),
             shutdown: CancellationToken::new(),
@@ -232,7 +234,10 @@ async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => admit(stream, peer, service, &shared, &tracker),
             Err(err) => {
-                error!(%service, cause = %err, "accept failed");
+                // Out of descriptors, this fires every backoff: summarise.
+                log_throttle::warn("accept_failed", || {
+                    error!(%service, cause = %err, "accept failed");
+                });
                 tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
             }
         }
@@ -250,8 +255,10 @@ fn admit(
     let registration = match shared.registry.register(service, peer) {
         Ok(registration) => registration,
         Err(refusal) => {
-            warn!(%service, %peer, reason = %refusal, "connection refused");
             shared.metrics.refused(service, refusal.label());
+            log_throttle::warn(refusal.label(), || {
+                warn!(%service, %peer, reason = %refusal, "connection refused");
+            });
             return; // dropping the stream closes it
         }
     };
@@ -273,10 +280,15 @@ fn admit(
     });
 }
 
+/// Routine ends (the client left, reset or closed) at `info`; the others at
+/// `warn`, summarised per reason when they come fast (many peers violating
+/// the protocol at once). Metrics count each one separately.
 fn log_disconnect(id: shared::ClientId, service: Service, reason: &Disconnect) {
     if reason.is_normal() {
         info!(client = id, %service, reason = %reason, "disconnected");
     } else {
-        warn!(client = id, %service, reason = %reason, "disconnected");
+        log_throttle::warn(reason.label(), || {
+            warn!(client = id, %service, reason = %reason, "disconnected");
+        });
     }
 }

@@ -84,10 +84,15 @@ pub struct Registry {
     clients: Mutex<Clients>,
     max_connections: usize,
     max_per_ip: usize,
+    /// Whether loopback peers count against `max_per_ip` too. Off by
+    /// default: on a VPS loopback means a local benchmark, test or proxy,
+    /// which opens thousands of connections from one address on purpose.
+    limit_loopback: bool,
 }
 
 impl Registry {
-    /// `max_per_ip` of 0 means no per-address limit.
+    /// `max_per_ip` of 0 means no per-address limit. Loopback peers are
+    /// exempt from it unless [`Registry::limit_loopback`] says otherwise.
     pub fn new(max_connections: usize, max_per_ip: usize) -> Self {
         Registry {
             next_id: AtomicI32::new(1),
@@ -95,7 +100,19 @@ impl Registry {
             clients: Mutex::new(Clients::default()),
             max_connections,
             max_per_ip,
+            limit_loopback: false,
         }
+    }
+
+    /// Also applies the per-IP limit to loopback peers (127.0.0.0/8, ::1).
+    pub fn limit_loopback(mut self, limit: bool) -> Self {
+        self.limit_loopback = limit;
+        self
+    }
+
+    /// Whether `ip` is held to the per-IP limit.
+    fn per_ip_limited(&self, ip: IpAddr) -> bool {
+        self.max_per_ip > 0 && (self.limit_loopback || !is_loopback(ip))
     }
 
     /// Admits a new connection and gives it the next id, or refuses it.
@@ -113,7 +130,7 @@ impl Registry {
         }
         let ip = peer.ip();
         let from_ip = clients.per_ip.get(&ip).copied().unwrap_or(0);
-        if self.max_per_ip > 0 && from_ip >= self.max_per_ip {
+        if self.per_ip_limited(ip) && from_ip >= self.max_per_ip {
             return Err(Refusal::PerIpLimit {
                 ip,
                 max: self.max_per_ip,
@@ -177,6 +194,12 @@ impl Registry {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// Loopback, including IPv4 loopback seen through a dual-stack socket
+/// (`::ffff:127.0.0.1`).
+fn is_loopback(ip: IpAddr) -> bool {
+    ip.to_canonical().is_loopback()
 }
 
 /// A registered client; dropping it removes the client from the registry, so
@@ -260,5 +283,33 @@ mod tests {
                 .register(Service::Math, peer([10, 0, 0, 1], 4))
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn loopback_is_exempt_from_the_per_ip_limit_unless_asked() {
+        let registry = Arc::new(Registry::new(100, 2));
+        let local: Vec<_> = (1..=5)
+            .map(|port| registry.register(Service::Math, peer([127, 0, 0, 1], port)))
+            .collect();
+        assert!(local.iter().all(Result::is_ok), "loopback is exempt");
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:9".parse().unwrap();
+        let v6: SocketAddr = "[::1]:9".parse().unwrap();
+        let more: Vec<_> = [mapped, mapped, mapped, v6, v6, v6]
+            .into_iter()
+            .map(|addr| registry.register(Service::Math, addr))
+            .collect();
+        assert!(
+            more.iter().all(Result::is_ok),
+            "::1 and mapped 127.0.0.1 too"
+        );
+        assert_eq!(registry.len(), 11);
+
+        let strict = Arc::new(Registry::new(100, 2).limit_loopback(true));
+        let _a = strict.register(Service::Math, peer([127, 0, 0, 1], 1));
+        let _b = strict.register(Service::Math, peer([127, 0, 0, 1], 2));
+        assert!(matches!(
+            strict.register(Service::Math, peer([127, 0, 0, 1], 3)),
+            Err(Refusal::PerIpLimit { max: 2, .. })
+        ));
     }
 }

@@ -9,6 +9,10 @@ use clap::Parser;
 /// one NAT address runs a few game clients and legacy demos each, far below
 /// this; one host opening hundreds of sockets is a flood.
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 64;
+const _: () = assert!(
+    DEFAULT_MAX_CONNECTIONS_PER_IP > 0,
+    "the limit is on by default"
+);
 
 /// Headless game server: the native game protocol plus the three legacy
 /// Python demos ("test packets", "math", "positions") on their own ports,
@@ -191,7 +195,6 @@ mod tests {
             config.max_connections_per_ip,
             DEFAULT_MAX_CONNECTIONS_PER_IP
         );
-        assert!(DEFAULT_MAX_CONNECTIONS_PER_IP > 0);
         assert!(!config.per_ip_limit_loopback);
         let strict = parse_without_env(&["server", "--per-ip-limit-loopback"]);
         assert!(strict.per_ip_limit_loopback);

@@ -117,9 +117,16 @@ async fn math_client_interval_mode_gets_valid_replies() {
         let [op, a, b] = query[..] else {
             panic!("malformed query in {line:?}")
         };
-        let op = shared::math::MathOp::parse(op.as_bytes())
-            .unwrap_or_else(|| panic!("unknown operation in {line:?}"));
-        let expected = op.evaluate(a.parse().unwrap(), b.parse().unwrap());
+        // An oracle of its own, not the server's `MathOp::evaluate`.
+        let (a, b): (f64, f64) = (a.parse().unwrap(), b.parse().unwrap());
+        let (expected_status, expected_value) = match op {
+            "SUMA" => (0, a + b),
+            "RESTA" => (0, a - b),
+            "MULTIPLICACION" => (0, a * b),
+            "DIVISION" if b == 0.0 => (1, 0.0),
+            "DIVISION" => (0, a / b),
+            other => panic!("unknown operation {other:?} in {line:?}"),
+        };
         let status: i32 = reply
             .strip_prefix("status=")
             .and_then(|r| r.split_whitespace().next())
@@ -129,8 +136,8 @@ async fn math_client_interval_mode_gets_valid_replies() {
             .rsplit_once("value=")
             .and_then(|(_, v)| v.trim().parse().ok())
             .unwrap_or_else(|| panic!("no value in {line:?}"));
-        assert_eq!(status, expected.status.code(), "{line}");
-        assert_eq!(value.to_bits(), expected.value.to_bits(), "{line}");
+        assert_eq!(status, expected_status, "{line}");
+        assert_eq!(value.to_bits(), expected_value.to_bits(), "{line}");
     }
     server.stop().await;
 }

@@ -16,7 +16,7 @@ pub const RESERVED_FDS: u64 = 64;
 /// Descriptors kept for HTTP connections (metrics and the web view) while
 /// their own caps are not config fields on this branch. The HTTP helper adds
 /// `--metrics-max-connections` (16) and `--web-max-connections` (256); once
-/// merged, [`headroom`] should count those fields instead.
+/// merged, pass their sum to [`headroom`] instead of this.
 pub const HTTP_HEADROOM_FDS: u64 = 16 + 256;
 
 /// The soft and hard `RLIMIT_NOFILE` after raising.
@@ -36,9 +36,10 @@ pub fn raise_nofile_limit() -> io::Result<NofileLimit> {
     Ok(NofileLimit { before, soft, hard })
 }
 
-/// Descriptors needed besides the clients themselves.
-pub fn headroom() -> u64 {
-    RESERVED_FDS + HTTP_HEADROOM_FDS
+/// Descriptors needed besides the clients themselves, given the most HTTP
+/// connections the server may hold at once.
+pub fn headroom(http_connections: u64) -> u64 {
+    RESERVED_FDS + http_connections
 }
 
 /// The most clients that fit in `limit` descriptors with `headroom` kept
@@ -55,7 +56,10 @@ mod tests {
 
     #[test]
     fn a_cap_that_fits_is_kept() {
-        assert_eq!(fit_max_connections(3000, 1_048_576, headroom()), 3000);
+        assert_eq!(
+            fit_max_connections(3000, 1_048_576, headroom(HTTP_HEADROOM_FDS)),
+            3000
+        );
         assert_eq!(fit_max_connections(960, 1024, 64), 960);
     }
 

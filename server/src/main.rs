@@ -46,7 +46,9 @@ fn fit_file_descriptors(config: &mut Config) {
         was = limit.before,
         "file descriptor limit (RLIMIT_NOFILE)"
     );
-    let headroom = fd_limit::headroom();
+    // Once the HTTP caps are config fields (web branch), count those:
+    // config.metrics_max_connections + config.web_max_connections.
+    let headroom = fd_limit::headroom(fd_limit::HTTP_HEADROOM_FDS);
     let fitted = fd_limit::fit_max_connections(config.max_connections, limit.soft, headroom);
     if fitted < config.max_connections {
         tracing::warn!(

@@ -8,12 +8,21 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
 /// Starts the binary on loopback with every port 0 and returns it with the
 /// addresses it logged.
 async fn start_binary() -> (tokio::process::Child, HashMap<String, SocketAddr>) {
+    let (child, addrs, _log) = start_binary_logging().await;
+    (child, addrs)
+}
+
+/// Every line the binary logged so far, ANSI colours stripped.
+type Log = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// As [`start_binary`], also keeping every line the binary logs.
+async fn start_binary_logging() -> (tokio::process::Child, HashMap<String, SocketAddr>, Log) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_server"))
         .args([
             "--host",
@@ -51,8 +60,14 @@ async fn start_binary() -> (tokio::process::Child, HashMap<String, SocketAddr>) 
             addrs.insert(service, addr.parse().expect("a socket address"));
         }
     }
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addrs)
+    let log = Log::default();
+    let kept = log.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            kept.lock().unwrap().push(strip_ansi(&line));
+        }
+    });
+    (child, addrs, log)
 }
 
 fn strip_ansi(line: &str) -> String {
@@ -110,7 +125,7 @@ async fn help_lists_every_flag_with_its_environment_variable() {
         .unwrap();
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
-    for flag in [
+    let flags = [
         "--host",
         "--game-port",
         "--test-port",
@@ -120,16 +135,66 @@ async fn help_lists_every_flag_with_its_environment_variable() {
         "--probe-timeout-ms",
         "--max-connections",
         "--max-connections-per-ip",
+        "--limit-loopback",
         "--max-frame-bytes",
         "--handshake-timeout-ms",
         "--idle-timeout-ms",
+        "--message-timeout-ms",
         "--write-timeout-ms",
         "--broadcast-interval-ms",
+        "--legacy-welcome",
+        "--positions-records",
+        "--cluster",
+        "--node-id",
+        "--world",
         "--metrics",
-    ] {
-        assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
+        "--metrics-max-connections",
+        "--web",
+        "--web-max-connections",
+        "--http-header-timeout-ms",
+        "--http-idle-timeout-ms",
+    ];
+    // clap starts each flag's entry with "  -h, --flag" or "      --flag" (at
+    // most 6 spaces in), its text and "[env: VAR=]" follow on lines indented
+    // deeper: cut the help at each flag.
+    let mut entries: HashMap<String, String> = HashMap::new();
+    let mut current: Option<String> = None;
+    for line in help.lines() {
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        if indent <= 6 && trimmed.starts_with('-') {
+            let flag = trimmed
+                .split_whitespace()
+                .find(|word| word.starts_with("--"))
+                .unwrap()
+                .to_string();
+            current = Some(flag.clone());
+            entries.entry(flag).or_default();
+        }
+        if let Some(flag) = &current {
+            let entry = entries.get_mut(flag).unwrap();
+            entry.push_str(trimmed);
+            entry.push(' ');
+        }
     }
-    assert!(help.contains("GAMESERVER_POSITIONS_PORT"), "{help}");
+    for flag in flags {
+        let entry = entries
+            .get(flag)
+            .unwrap_or_else(|| panic!("{flag} missing from --help:\n{help}"));
+        let var = format!("GAMESERVER_{}", flag[2..].replace('-', "_").to_uppercase());
+        assert!(
+            entry.contains(&format!("[env: {var}")),
+            "{flag} does not show its variable {var}: {entry}"
+        );
+    }
+    let unlisted: Vec<&String> = entries
+        .keys()
+        .filter(|f| !flags.contains(&f.as_str()) && *f != "--help" && *f != "--version")
+        .collect();
+    assert!(
+        unlisted.is_empty(),
+        "flags this test does not check: {unlisted:?}"
+    );
 }
 
 #[tokio::test]
@@ -149,4 +214,84 @@ async fn a_taken_port_is_a_clear_error_not_a_panic() {
         "{log}"
     );
     assert!(!log.contains("panicked"), "{log}");
+}
+
+/// Thousands of clients that reset their connection (SO_LINGER 0), then
+/// thousands of protocol violations from as many peers: the resets are
+/// routine (not warnings), the violations are logged a few at a time with a
+/// summary that accounts for every one of them.
+#[tokio::test]
+async fn a_churn_of_resets_and_violations_leaves_a_few_summary_lines() {
+    const RESETS: usize = 1500;
+    const VIOLATIONS: u64 = 1500;
+    let (mut child, addrs, log) = start_binary_logging().await;
+    for _ in 0..RESETS {
+        let (stream, _) = connect_legacy(addrs["positions"]).await;
+        socket2::SockRef::from(&stream)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(stream); // RST instead of FIN
+    }
+    for _ in 0..VIOLATIONS {
+        let (mut stream, _) = connect_legacy(addrs["math"]).await;
+        // Announced command length 0x7fffffff: outside 1..=64.
+        stream
+            .write_all(&[0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0])
+            .await
+            .unwrap();
+        expect_closed(&mut stream).await;
+    }
+    let pid = child.id().expect("running").to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let exit = tokio::time::timeout(PATIENCE, child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .unwrap();
+    assert!(exit.success());
+    // Let the reader task take the last lines.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = log.lock().unwrap().clone();
+
+    let warnings: Vec<&String> = log.iter().filter(|l| l.contains(" WARN ")).collect();
+    assert!(
+        warnings.len() <= 20,
+        "{} warning lines, e.g. {:?}",
+        warnings.len(),
+        &warnings[..warnings.len().min(30)]
+    );
+    let resets_at_info = log
+        .iter()
+        .filter(|l| l.contains(" INFO ") && l.contains("disconnected") && l.contains("reset"))
+        .count();
+    assert!(
+        resets_at_info > RESETS / 2,
+        "resets are logged at info ({resets_at_info} of {RESETS})"
+    );
+    // Each violation is either a full line or counted in a summary.
+    let full = warnings
+        .iter()
+        .filter(|l| l.contains("protocol violation") && l.contains("disconnected"))
+        .count() as u64;
+    let summarised: u64 = warnings
+        .iter()
+        .filter(|l| {
+            l.contains("kind=\"protocol_violation\"") || l.contains("kind=protocol_violation")
+        })
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("count="))
+                .and_then(|n| n.parse::<u64>().ok())
+        })
+        .sum();
+    assert!(
+        full >= 1,
+        "the first violations are logged in full: {warnings:?}"
+    );
+    assert_eq!(full + summarised, VIOLATIONS, "{warnings:?}");
 }

@@ -2,8 +2,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use shared::legacy::PositionRecord;
 use tokio::io::AsyncWriteExt;
@@ -32,9 +30,16 @@ async fn every_position_reaches_every_client_in_order() {
     }
     a.write_all(&burst).await.unwrap();
     let split = shared::legacy::Position::new(6, 6).to_bytes();
+    let before = received_bytes(&server.shared, "positions");
     a.write_all(&split[..1]).await.unwrap();
     a.flush().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // The server has read the lone first byte before the rest is sent: the
+    // write really reached it split.
+    let expected = before + burst.len() as u64 + 1;
+    eventually("the server read the burst and half a position", || {
+        received_bytes(&server.shared, "positions") == expected
+    })
+    .await;
     a.write_all(&split[1..]).await.unwrap();
     for reader in [&mut a, &mut b] {
         for x in 1..=6i16 {
@@ -75,7 +80,7 @@ async fn newcomer_gets_a_record_for_every_player_with_a_position() {
             }
         ]
     );
-    expect_silence(&mut newcomer, Duration::from_millis(100)).await;
+    expect_nothing_before_sentinel(&mut newcomer, None, newcomer_id).await;
     assert!(newcomer_id > b_id);
     server.stop().await;
 }
@@ -83,7 +88,7 @@ async fn newcomer_gets_a_record_for_every_player_with_a_position() {
 #[tokio::test]
 async fn leaving_player_with_a_position_sends_the_leave_marker() {
     let server = TestServer::start().await;
-    let (mut watcher, _) = connect_legacy(server.addrs.positions).await;
+    let (mut watcher, watcher_id) = connect_legacy(server.addrs.positions).await;
     let (mut leaver, leaver_id) = connect_legacy(server.addrs.positions).await;
     let (silent, _) = connect_legacy(server.addrs.positions).await;
     drop(silent); // never had a position: no marker
@@ -100,7 +105,7 @@ async fn leaving_player_with_a_position_sends_the_leave_marker() {
         }
     );
     assert!(marker.is_leave());
-    expect_silence(&mut watcher, Duration::from_millis(100)).await;
+    expect_nothing_before_sentinel(&mut watcher, None, watcher_id).await;
     eventually("world empty of the leaver", || {
         server.shared.world.player_count() == 1
     })
@@ -177,8 +182,14 @@ async fn garbage_free_stream_of_odd_bytes_keeps_the_partial_position() {
     // 4 bytes are always a position; 3 bytes wait for the 4th.
     let server = TestServer::start().await;
     let (mut client, id) = connect_legacy(server.addrs.positions).await;
+    let (mut other, other_id) = connect_legacy(server.addrs.positions).await;
     client.write_all(&[5, 0, 6]).await.unwrap();
-    expect_silence(&mut client, Duration::from_millis(100)).await;
+    eventually("the server read the 3 bytes", || {
+        received_bytes(&server.shared, "positions") == 3
+    })
+    .await;
+    // Broadcast to every client: had 3 bytes made a record, it would be first.
+    expect_nothing_before_sentinel(&mut client, Some(&mut other), other_id).await;
     client.write_all(&[0]).await.unwrap();
     assert_eq!(
         read_record(&mut client).await,

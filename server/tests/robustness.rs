@@ -110,10 +110,13 @@ async fn slow_consumer_is_dropped_after_the_write_timeout_and_others_keep_up() {
     let (mut watcher, _) = connect_legacy(server.addrs.positions).await;
     let started = std::time::Instant::now();
     let mut n: i32 = 0;
-    // Move for up to 8 s; the stuck client must be gone well before.
+    // Budget: the stuck socket absorbs the server's send buffer
+    // (SEND_BUFFER_BYTES, 64 KiB) plus the 4 KiB receive buffer above, about
+    // 8,700 records of 8 bytes. A broadcast carries at most 32 of one
+    // player's moves (newer ones replace the 32nd), so that takes a few
+    // hundred broadcasts; then one write stays blocked for the 500 ms write
+    // timeout. 8 s leaves a wide margin for a slow machine.
     while started.elapsed() < Duration::from_secs(8) && server.shared.registry.len() == 3 {
-        // Bursts: every position is broadcast unless the log must be
-        // compacted, so the stuck client's socket fills within a second or two.
         let mut burst = Vec::with_capacity(4 * 500);
         for _ in 0..500 {
             n += 1;

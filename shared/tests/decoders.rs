@@ -1,5 +1,5 @@
-//! Every decoder under arbitrary input: no panic, whatever the bytes and
-//! however they are split; valid messages round-trip through any split.
+//! Every decoder under arbitrary input: no panic and the same verdict,
+//! whatever the bytes and however they are split; valid messages round-trip through any split.
 
 use bytes::BytesMut;
 use proptest::prelude::*;
@@ -35,16 +35,57 @@ fn feed<D: Decoder>(decoder: &mut D, bytes: &[u8], cuts: &[usize]) -> (Vec<D::It
     (items, false)
 }
 
-/// Runs every decoder over the same input.
-fn decode_everything(bytes: &[u8], cuts: &[usize]) {
-    let _ = feed(&mut IdGreetingCodec, bytes, cuts);
-    let _ = feed(&mut ProbeCodec, bytes, cuts);
-    let _ = feed(&mut MathRequestCodec, bytes, cuts);
-    let _ = feed(&mut MathReplyCodec, bytes, cuts);
-    let _ = feed(&mut PositionCodec, bytes, cuts);
-    let _ = feed(&mut PositionRecordCodec, bytes, cuts);
-    let _ = feed(&mut FrameCodec::<ClientMessage>::new(4096), bytes, cuts);
-    let _ = feed(&mut FrameCodec::<ServerMessage>::new(4096), bytes, cuts);
+/// The verdict of `decoder` on `bytes` in one piece: the items decoded and
+/// whether it stopped on an error, items compared by their `Debug` text (a
+/// NaN reply value is equal to itself there).
+fn verdict<D: Decoder>(mut decoder: D, bytes: &[u8], cuts: &[usize]) -> (Vec<String>, bool)
+where
+    D::Item: std::fmt::Debug,
+{
+    let (items, failed) = feed(&mut decoder, bytes, cuts);
+    (items.iter().map(|i| format!("{i:?}")).collect(), failed)
+}
+
+/// Checks every decoder over the same input: however the bytes are split,
+/// each decoder reaches the verdict it reaches on them in one piece; the
+/// fixed-size decoders, which accept any bytes, decode exactly one item per
+/// whole record and never fail.
+fn decode_everything(bytes: &[u8], cuts: &[usize]) -> Result<(), TestCaseError> {
+    macro_rules! same_verdict {
+        ($codec:expr) => {{
+            let split = verdict($codec, bytes, cuts);
+            let whole = verdict($codec, bytes, &[]);
+            prop_assert_eq!(&split, &whole, "{} split at {:?}", stringify!($codec), cuts);
+            whole
+        }};
+    }
+    macro_rules! fixed_size {
+        ($codec:expr, $size:expr) => {{
+            let (items, failed) = same_verdict!($codec);
+            prop_assert!(
+                !failed,
+                "{} refused bytes it must accept",
+                stringify!($codec)
+            );
+            prop_assert_eq!(items.len(), bytes.len() / $size);
+        }};
+    }
+    fixed_size!(IdGreetingCodec, 4);
+    fixed_size!(ProbeCodec, Probe::SIZE);
+    fixed_size!(PositionCodec, Position::SIZE);
+    fixed_size!(PositionRecordCodec, PositionRecord::SIZE);
+    let (replies, failed) = same_verdict!(MathReplyCodec);
+    // A reply fails only on an unknown status, and stops there.
+    let statuses_ok = bytes
+        .chunks_exact(MathReply::SIZE)
+        .take_while(|c| (0..4).contains(&i32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+        .count();
+    prop_assert_eq!(replies.len(), statuses_ok);
+    prop_assert_eq!(failed, statuses_ok < bytes.len() / MathReply::SIZE);
+    same_verdict!(MathRequestCodec);
+    same_verdict!(FrameCodec::<ClientMessage>::new(4096));
+    same_verdict!(FrameCodec::<ServerMessage>::new(4096));
+    Ok(())
 }
 
 fn arb_command() -> impl Strategy<Value = String> {
@@ -78,7 +119,7 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512), cuts in proptest::collection::vec(any::<usize>(), 0..8)) {
-        decode_everything(&bytes, &cuts);
+        decode_everything(&bytes, &cuts)?;
     }
 
     #[test]
@@ -109,7 +150,7 @@ proptest! {
             Probe { seq: n, clients: n ^ 0x5a5a }.encode(&mut probes);
             PositionRecord { id: n, x, y }.encode(&mut records);
             Position::new(x, y).encode(&mut positions);
-            MathReply(MathOutcome { status: MathStatus::try_from((n & 3).abs()).unwrap(), value: v }).encode(&mut replies);
+            MathReply(MathOutcome { status: MathStatus::try_from(n & 3).unwrap(), value: v }).encode(&mut replies);
         }
         let (p, _) = feed(&mut ProbeCodec, &probes, &cuts);
         let (r, _) = feed(&mut PositionRecordCodec, &records, &cuts);
@@ -117,11 +158,14 @@ proptest! {
         let (m, failed) = feed(&mut MathReplyCodec, &replies, &cuts);
         prop_assert!(!failed);
         prop_assert_eq!(p.len(), values.len());
+        prop_assert_eq!(r.len(), values.len());
+        prop_assert_eq!(q.len(), values.len());
         prop_assert_eq!(m.len(), values.len());
         for (i, &(n, x, y, v)) in values.iter().enumerate() {
             prop_assert_eq!(p[i], Probe { seq: n, clients: n ^ 0x5a5a });
             prop_assert_eq!(r[i], PositionRecord { id: n, x, y });
             prop_assert_eq!(q[i], Position::new(x, y));
+            prop_assert_eq!(m[i].status(), MathStatus::try_from(n & 3).unwrap());
             prop_assert_eq!(m[i].value().to_bits(), v.to_bits());
         }
     }
@@ -151,7 +195,20 @@ proptest! {
         for (at, value) in flips {
             bytes[at % len] = value;
         }
-        let _ = feed(&mut FrameCodec::<ClientMessage>::default(), &bytes, &[]);
+        let announced = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+        let max = shared::native::DEFAULT_MAX_FRAME_LEN;
+        let mut buf = bytes.clone();
+        let result = FrameCodec::<ClientMessage>::default().decode(&mut buf);
+        if announced > max {
+            prop_assert!(result.is_err(), "a frame longer than {max} is refused at once");
+        } else if announced > len - 4 {
+            prop_assert!(matches!(result, Ok(None)), "a longer frame waits for its bytes");
+            prop_assert_eq!(buf.len(), len, "nothing consumed while waiting");
+        } else if let Ok(item) = result {
+            // Whole frame present: a message or an error, never "need more".
+            prop_assert!(item.is_some(), "a complete frame must not wait for more");
+            prop_assert_eq!(buf.len(), len - 4 - announced, "exactly one frame consumed");
+        }
     }
 }
 
@@ -171,15 +228,8 @@ fn a_million_random_inputs_through_every_decoder() {
             bytes[..4].copy_from_slice(&small);
         }
         let cut = rng.random_range(0..=bytes.len());
-        let mut buf = BytesMut::from(&bytes[..cut]);
-        let _ = MathRequestCodec.decode(&mut buf);
-        buf.extend_from_slice(&bytes[cut..]);
-        let _ = MathRequestCodec.decode(&mut BytesMut::from(&bytes[..]));
-        let _ = MathReplyCodec.decode(&mut BytesMut::from(&bytes[..]));
-        let _ = ProbeCodec.decode(&mut BytesMut::from(&bytes[..]));
-        let _ = PositionCodec.decode(&mut BytesMut::from(&bytes[..]));
-        let _ = PositionRecordCodec.decode(&mut BytesMut::from(&bytes[..]));
-        let _ = FrameCodec::<ClientMessage>::new(4096).decode(&mut BytesMut::from(&bytes[..]));
-        let _ = FrameCodec::<ServerMessage>::new(4096).decode(&mut BytesMut::from(&bytes[..]));
+        if let Err(failure) = decode_everything(&bytes, &[cut]) {
+            panic!("round {round}, input {bytes:02x?}: {failure}");
+        }
     }
 }

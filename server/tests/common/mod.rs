@@ -224,3 +224,42 @@ pub fn discard_available(stream: &TcpStream) -> usize {
     }
     total
 }
+
+/// Bytes the server has read from clients of `service` (a label such as
+/// `"positions"`), from its Prometheus counter.
+pub fn received_bytes(shared: &Shared, service: &str) -> u64 {
+    let needle = format!("gameserver_received_bytes_total{{service=\"{service}\"}} ");
+    shared
+        .metrics
+        .render()
+        .lines()
+        .find_map(|line| line.strip_prefix(&needle)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A position no test sends otherwise, used to mark "everything before this".
+pub const SENTINEL: (i16, i16) = (12_345, -12_345);
+
+/// Asserts that `watcher` receives nothing before the sentinel position that
+/// `sender` (whose id is `sender_id`, possibly the watcher itself) sends now.
+/// Each client gets the world's records in order, so unlike a timed silence
+/// this fails however slow the machine is, if anything was queued first.
+pub async fn expect_nothing_before_sentinel(
+    watcher: &mut TcpStream,
+    sender: Option<&mut TcpStream>,
+    sender_id: ClientId,
+) {
+    match sender {
+        Some(sender) => send_position(sender, SENTINEL.0, SENTINEL.1).await,
+        None => send_position(watcher, SENTINEL.0, SENTINEL.1).await,
+    }
+    assert_eq!(
+        read_record(watcher).await,
+        PositionRecord {
+            id: sender_id,
+            x: SENTINEL.0,
+            y: SENTINEL.1
+        },
+        "a record arrived before the sentinel"
+    );
+}

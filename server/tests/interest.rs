@@ -9,6 +9,7 @@ use futures::SinkExt;
 use shared::ClientId;
 use shared::legacy::{Position, PositionRecord};
 use shared::native::*;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
@@ -237,5 +238,29 @@ async fn a_legacy_player_walking_into_a_view_joins_it() {
     assert_eq!(joined.id, legacy_id);
     assert_eq!(joined.kind, PlayerKind::Legacy);
     echo(&mut watcher, legacy_id, Position::new(5, -5)).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_view_sent_with_the_hello_makes_the_first_snapshot_the_region() {
+    let server = TestServer::start().await;
+    let near = player_at(server.addrs.game, "near", NEAR).await;
+    let _far = player_at(server.addrs.game, "far", FAR).await;
+    let stream = TcpStream::connect(server.addrs.game).await.unwrap();
+    let mut framed = Framed::new(stream, FrameCodec::<ServerMessage>::default());
+    let hello = ClientMessage::Hello {
+        protocol_version: PROTOCOL_VERSION,
+        name: "quick".into(),
+    };
+    let view = ClientMessage::View {
+        center: Position::new(0, 0),
+        half_extent: HALF_EXTENT,
+    };
+    let mut bytes = native_frame(&hello);
+    bytes.extend(native_frame(&view));
+    framed.get_mut().write_all(&bytes).await.unwrap();
+    let mut quick = NativeClient { framed, id: 0 };
+    assert!(matches!(quick.next().await, ServerMessage::Welcome { .. }));
+    assert_eq!(ids(&snapshot(&mut quick).await), vec![near.id]);
     server.stop().await;
 }

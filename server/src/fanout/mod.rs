@@ -427,6 +427,101 @@ mod tests {
         assert_eq!(fanout.undrained(), 0);
     }
 
+    /// Every native message in `out`.
+    fn decode(out: &Outgoing) -> Vec<shared::native::ServerMessage> {
+        use tokio_util::codec::Decoder;
+        let mut bytes: bytes::BytesMut = out.chunks.iter().flat_map(|c| c.to_vec()).collect();
+        let mut codec = shared::native::FrameCodec::<shared::native::ServerMessage>::default();
+        let mut messages = Vec::new();
+        while let Some(message) = codec.decode(&mut bytes).unwrap() {
+            messages.push(message);
+        }
+        assert!(bytes.is_empty());
+        messages
+    }
+
+    #[test]
+    fn a_view_gets_only_its_cells_and_the_same_bytes_as_its_neighbours() {
+        use shared::native::{PlayerPosition, ServerMessage};
+        let mut state = State::default();
+        let mut fanout = Fanout::default();
+        for id in 1..=3 {
+            state.join(PlayerInfo {
+                id,
+                name: format!("p{id}"),
+                kind: PlayerKind::Native,
+            });
+            fanout.subscribe(SubscriberKey::Player(id), &NATIVE_FRAMES);
+        }
+        let near = Region::around(Position::new(0, 0), 100);
+        let far = Region::around(Position::new(3000, 3000), 100);
+        assert!(fanout.set_view(SubscriberKey::Player(1), near));
+        assert!(fanout.set_view(SubscriberKey::Player(2), near));
+        assert!(fanout.set_view(SubscriberKey::Player(3), far));
+        assert!(
+            !fanout.set_view(SubscriberKey::Player(3), far),
+            "same region"
+        );
+        assert_eq!(fanout.viewers(), 3);
+        state.set_positions(1, &[Position::new(10, 10)]);
+        state.set_positions(3, &[Position::new(3000, 3000)]);
+        let events = state.take_log();
+        fanout.broadcast(&events, &state, 1 << 20);
+        let mut got: Vec<Vec<ServerMessage>> = (1..=3)
+            .map(|id| decode(&fanout.drain(SubscriberKey::Player(id), &state)))
+            .collect();
+        // The first delivery is the region's snapshot (taken after the
+        // broadcast, so it already has the new positions).
+        let snapshot_ids = |messages: &[ServerMessage]| -> Vec<ClientId> {
+            match &messages[0] {
+                ServerMessage::Snapshot { players } => players.iter().map(|p| p.info.id).collect(),
+                other => panic!("expected a snapshot, got {other:?}"),
+            }
+        };
+        assert_eq!(snapshot_ids(&got[0]), vec![1]);
+        assert_eq!(snapshot_ids(&got[2]), vec![3]);
+        got.clear();
+
+        state.set_positions(1, &[Position::new(11, 10)]);
+        state.set_positions(3, &[Position::new(3001, 3000)]);
+        state.set_positions(2, &[Position::new(20, 20)]);
+        let events = state.take_log();
+        fanout.broadcast(&events, &state, 1 << 20);
+        let outs: Vec<Outgoing> = (1..=3)
+            .map(|id| fanout.drain(SubscriberKey::Player(id), &state))
+            .collect();
+        assert_eq!(
+            outs[0].chunks, outs[1].chunks,
+            "neighbours get the same bytes"
+        );
+        let moved = |id, x, y| PlayerPosition {
+            id,
+            position: Position::new(x, y),
+        };
+        // Player 2 entered the near region: joined first, then every move
+        // of its cell in log order.
+        assert_eq!(
+            decode(&outs[0]),
+            vec![
+                ServerMessage::PlayerJoined(PlayerInfo {
+                    id: 2,
+                    name: "p2".into(),
+                    kind: PlayerKind::Native
+                }),
+                ServerMessage::Positions(vec![moved(1, 11, 10), moved(2, 20, 20)]),
+            ]
+        );
+        assert_eq!(
+            decode(&outs[2]),
+            vec![ServerMessage::Positions(vec![moved(3, 3001, 3000)])]
+        );
+        // Back to the whole world: a full snapshot, then everything.
+        assert!(fanout.set_view(SubscriberKey::Player(3), None));
+        assert_eq!(fanout.viewers(), 2);
+        let full = decode(&fanout.drain(SubscriberKey::Player(3), &state));
+        assert!(matches!(&full[..], [ServerMessage::Snapshot { players }] if players.len() == 3));
+    }
+
     #[test]
     fn a_laggard_is_resynchronised_and_keeps_its_leave_markers() {
         let mut fanout = Fanout::default();

@@ -5,14 +5,12 @@
 //! cell instead ([`CellNews`]): each cell's moves encoded once, shared by
 //! every client whose view covers the cell.
 
-use std::collections::HashMap;
-
 use bytes::{Bytes, BytesMut};
 use shared::ClientId;
 use shared::native::{PlayerPosition, PlayerState, ServerMessage, encode_frame};
 
 use super::{Encoded, WireFormat};
-use crate::world::{Cell, Event, Region, State};
+use crate::world::{Cell, CellMap, Event, Region, State};
 
 /// Native protocol frames.
 #[derive(Debug)]
@@ -97,7 +95,7 @@ struct CellEntry {
 /// each view then reads only the cells it covers.
 #[derive(Debug, Default)]
 pub struct CellNews {
-    cells: HashMap<Cell, CellEntry>,
+    cells: CellMap<CellEntry>,
     crossings: Vec<CrossingFrames>,
 }
 
@@ -106,7 +104,7 @@ impl CellNews {
     /// are up to date) by the cell each moving player is in now.
     pub fn build(events: &[Event], state: &State) -> CellNews {
         let mut news = CellNews::default();
-        let mut moves: HashMap<Cell, Vec<PlayerPosition>> = HashMap::new();
+        let mut moves: CellMap<Vec<PlayerPosition>> = CellMap::default();
         for event in events {
             if let Event::Moved(id, position) = *event
                 && let Some(cell) = state.player(id).and_then(|p| p.cell())
@@ -146,21 +144,23 @@ impl CellNews {
     /// Looks at whichever is fewer: the region's cells or the cells with
     /// news.
     pub fn for_region(&self, region: &Region) -> Encoded {
-        let mut entries: Vec<(Cell, &CellEntry)> =
-            if region.cell_count() as usize <= self.cells.len() {
-                region
-                    .cells()
-                    .filter_map(|cell| self.cells.get(&cell).map(|entry| (cell, entry)))
-                    .collect()
-            } else {
-                self.cells
-                    .iter()
-                    .filter(|(cell, _)| region.contains(**cell))
-                    .map(|(cell, entry)| (*cell, entry))
-                    .collect()
-            };
-        // The same cells in the same order for every viewer of them.
-        entries.sort_unstable_by_key(|(cell, _)| *cell);
+        // Row by row either way: the same cells in the same order for every
+        // viewer of them.
+        let entries: Vec<(Cell, &CellEntry)> = if region.cell_count() as usize <= self.cells.len() {
+            region
+                .cells()
+                .filter_map(|cell| self.cells.get(&cell).map(|entry| (cell, entry)))
+                .collect()
+        } else {
+            let mut entries: Vec<_> = self
+                .cells
+                .iter()
+                .filter(|(cell, _)| region.contains(**cell))
+                .map(|(cell, entry)| (*cell, entry))
+                .collect();
+            entries.sort_unstable_by_key(|(cell, _)| (cell.row, cell.col));
+            entries
+        };
         let mut out = BytesMut::new();
         let mut messages = 0;
         for (cell, entry) in &entries {

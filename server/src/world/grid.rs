@@ -3,6 +3,7 @@
 //! few cells the view overlaps, never at every player.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use shared::ClientId;
 use shared::legacy::Position;
@@ -35,6 +36,33 @@ impl Cell {
 fn coordinate_cell(coordinate: i32) -> i16 {
     // i16 / 64 fits in i16 with room to spare.
     coordinate.div_euclid(CELL_SIZE) as i16
+}
+
+/// A map keyed by cell with a cheap hash: every view looks up each of
+/// its cells once per broadcast, so with thousands of views this lookup is
+/// the hot loop. Keys are our own small coordinates, not peer-chosen
+/// strings, so a keyed (DoS-resistant) hash buys nothing here.
+pub type CellMap<V> = HashMap<Cell, V, BuildHasherDefault<CellHasher>>;
+
+/// Fibonacci hashing of a cell's packed coordinates.
+#[derive(Debug, Default)]
+pub struct CellHasher(u64);
+
+impl Hasher for CellHasher {
+    fn finish(&self) -> u64 {
+        let mixed = self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        mixed ^ (mixed >> 29)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 << 8) | u64::from(byte);
+        }
+    }
+
+    fn write_i16(&mut self, value: i16) {
+        self.0 = (self.0 << 16) | u64::from(value as u16);
+    }
 }
 
 /// A rectangle of cells, bounds included: the cells a view overlaps.
@@ -98,7 +126,7 @@ impl Region {
 /// Which players are in which cell. Only non-empty cells are stored.
 #[derive(Debug, Default)]
 pub struct Grid {
-    cells: HashMap<Cell, HashSet<ClientId>>,
+    cells: CellMap<HashSet<ClientId>>,
 }
 
 impl Grid {

@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use grid::{CELL_SIZE, Cell, MAX_VIEW_CELLS, Region};
+pub use grid::{CELL_SIZE, Cell, CellMap, MAX_VIEW_CELLS, Region};
 pub use state::{Crossing, Event, LOG_COMPACT_MIN, MAX_MOVES_PER_BROADCAST, Player, State};
 
 use crate::fanout::{self, Fanout, Outgoing, SubscriberKey, WireFormat};

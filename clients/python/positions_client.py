@@ -6,8 +6,14 @@ prints every struct.pack('<ihh', id, x, y) record the server broadcasts:
 JOIN (first time an id is seen), MOVE (afterwards), LEAVE (leave marker
 -32768,-32768); records about this client end with " (me)".
 
+With --classic it speaks the classic layout of the original demos, for a server
+started with --legacy-welcome off --positions-records hh: no id greeting, and
+every position relayed as the bare 4-byte struct.pack('<hh', x, y), printed as
+POS lines (no id, so no JOIN / LEAVE and no "(me)").
+
 Example:
     python3 clients/python/positions_client.py --port 7003 --start 0 0 --duration 10
+    python3 clients/python/positions_client.py --port 7003 --classic
 """
 import argparse
 import random
@@ -53,6 +59,36 @@ def writer(sock, x, y, interval, move, stop):
         pass
 
 
+def print_records(sock, start_writer):
+    """Legacy contract: the <i id greeting, then <ihh records until closed."""
+    data = recv_exactly(sock, 4)
+    if data is None:
+        return
+    (me,) = struct.unpack("<i", data)
+    print(f"connected id={me}", flush=True)
+    start_writer()
+    known = set()
+    while (rec := recv_exactly(sock, 8)) is not None:
+        pid, px, py = struct.unpack("<ihh", rec)
+        tag = " (me)" if pid == me else ""
+        if px == RESERVED and py == RESERVED:
+            known.discard(pid)
+            print(f"LEAVE id={pid}{tag}", flush=True)
+        else:
+            kind = "MOVE" if pid in known else "JOIN"
+            known.add(pid)
+            print(f"{kind} id={pid} x={px} y={py}{tag}", flush=True)
+
+
+def print_classic(sock, start_writer):
+    """Classic layout: no greeting, bare <hh packets until closed."""
+    print("connected (classic: no id, <hh packets)", flush=True)
+    start_writer()
+    while (pkt := recv_exactly(sock, 4)) is not None:
+        px, py = struct.unpack("<hh", pkt)
+        print(f"POS x={px} y={py}", flush=True)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -64,6 +100,9 @@ def main():
                    help="seconds between moves (default 0.5)")
     p.add_argument("--duration", type=float, default=0,
                    help="exit 0 after S seconds (default 0 = forever)")
+    p.add_argument("--classic", action="store_true",
+                   help="classic layout: no id greeting, <hh packets "
+                        "(server: --legacy-welcome off --positions-records hh)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--no-move", action="store_true",
                       help="send the start position once and never move")
@@ -99,25 +138,14 @@ def main():
         timer = threading.Timer(args.duration, expire)
         timer.daemon = True
         timer.start()
+
+    def start_writer():
+        if not args.silent:
+            threading.Thread(target=writer, daemon=True,
+                             args=(sock, x, y, args.interval, not args.no_move, stop)).start()
+
     try:
-        data = recv_exactly(sock, 4)
-        if data is not None:
-            (me,) = struct.unpack("<i", data)
-            print(f"connected id={me}", flush=True)
-            if not args.silent:
-                threading.Thread(target=writer, daemon=True,
-                                 args=(sock, x, y, args.interval, not args.no_move, stop)).start()
-            known = set()
-            while (rec := recv_exactly(sock, 8)) is not None:
-                pid, px, py = struct.unpack("<ihh", rec)
-                tag = " (me)" if pid == me else ""
-                if px == RESERVED and py == RESERVED:
-                    known.discard(pid)
-                    print(f"LEAVE id={pid}{tag}", flush=True)
-                else:
-                    kind = "MOVE" if pid in known else "JOIN"
-                    known.add(pid)
-                    print(f"{kind} id={pid} x={px} y={py}{tag}", flush=True)
+        (print_classic if args.classic else print_records)(sock, start_writer)
     finally:
         stop.set()
         sock.close()

@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 
 /// Headless game server: the native game protocol plus the three legacy
 /// Python demos ("test packets", "math", "positions") on their own ports,
@@ -74,18 +74,86 @@ pub struct Config {
     #[arg(long, env = "GAMESERVER_WRITE_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub write_timeout_ms: u64,
 
-    /// Shortest time between two broadcasts of the world, in milliseconds.
-    /// Positions arriving in between are sent together in one write per
-    /// client (still in order, and every one of them unless a client falls
-    /// behind); an isolated position is sent at once. With more than 250
-    /// players listening the interval stretches by 20 µs each, up to 25 ms.
-    #[arg(long, env = "GAMESERVER_BROADCAST_INTERVAL_MS", default_value_t = 5)]
+    /// Optional minimum time between two broadcasts of the world, in
+    /// milliseconds, for fixed ticks. 0 (the default): no floor; a change
+    /// goes out at once when the server is idle, and changes arriving while
+    /// the last broadcast is still being taken by its subscribers go out
+    /// together in the next one (batches grow with the load).
+    #[arg(long, env = "GAMESERVER_BROADCAST_INTERVAL_MS", default_value_t = 0)]
     pub broadcast_interval_ms: u64,
+
+    /// Join a cluster of nodes sharing one world over this NATS server,
+    /// e.g. nats://127.0.0.1:4222. Off unless given: one node alone.
+    #[arg(long, env = "GAMESERVER_CLUSTER", value_name = "NATS_URL")]
+    pub cluster: Option<String>,
+
+    /// This node's number in the cluster, unique among the nodes (0-127):
+    /// the high bits of every client id it hands out.
+    #[arg(long, env = "GAMESERVER_NODE_ID", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=127))]
+    pub node_id: u16,
+
+    /// Name of the shared world: the NATS subject prefix, so one NATS can
+    /// carry several worlds. Letters, digits, '-' and '_'.
+    #[arg(long, env = "GAMESERVER_WORLD", default_value = "gameworld", value_parser = parse_world_name)]
+    pub world: String,
 
     /// Serve Prometheus metrics on http://ADDR/metrics (and /healthz), e.g.
     /// 127.0.0.1:9100. Off unless given.
     #[arg(long, env = "GAMESERVER_METRICS", value_name = "HOST:PORT")]
     pub metrics: Option<SocketAddr>,
+
+    /// Whether the legacy services (test packets, math, positions) start by
+    /// sending the client its id as a 4-byte `<i`. `off` is for scripts
+    /// from the original demos that expect no greeting; clients still get
+    /// ids in the registry, the logs and the metrics.
+    #[arg(long, env = "GAMESERVER_LEGACY_WELCOME", value_enum, default_value_t = LegacyWelcome::On)]
+    pub legacy_welcome: LegacyWelcome,
+
+    /// What the positions service sends legacy clients: `ihh` = 8-byte
+    /// `<ihh` records with the player id, and leave markers; `hh` = the
+    /// classic 4-byte `<hh` packets with no id and no leave markers.
+    /// Native clients are not affected.
+    #[arg(long, env = "GAMESERVER_POSITIONS_RECORDS", value_enum, default_value_t = PositionsRecords::Ihh)]
+    pub positions_records: PositionsRecords,
+}
+
+/// The `--legacy-welcome` switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LegacyWelcome {
+    /// Send the id greeting `<i` first (the legacy contract).
+    On,
+    /// Send no greeting (the classic demos).
+    Off,
+}
+
+/// The `--positions-records` switch: the layout of what the positions
+/// service sends legacy clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PositionsRecords {
+    /// `<ihh` records (id, x, y) and leave markers (the legacy contract).
+    Ihh,
+    /// `<hh` packets (x, y), no id, no leave markers (the classic demos).
+    Hh,
+}
+
+/// The switch's value as typed on the command line (`off`, `hh`, ...).
+fn value_name(value: impl ValueEnum) -> String {
+    value
+        .to_possible_value()
+        .map(|v| v.get_name().to_owned())
+        .unwrap_or_default()
+}
+
+impl std::fmt::Display for LegacyWelcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&value_name(*self))
+    }
+}
+
+impl std::fmt::Display for PositionsRecords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&value_name(*self))
+    }
 }
 
 impl Default for Config {
@@ -106,13 +174,42 @@ impl Default for Config {
             idle_timeout_ms: 30_000,
             message_timeout_ms: 5000,
             write_timeout_ms: 10_000,
-            broadcast_interval_ms: 5,
+            broadcast_interval_ms: 0,
             metrics: None,
+            cluster: None,
+            node_id: 0,
+            world: "gameworld".to_owned(),
+            legacy_welcome: LegacyWelcome::On,
+            positions_records: PositionsRecords::Ihh,
         }
     }
 }
 
+fn parse_world_name(name: &str) -> Result<String, String> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if valid {
+        Ok(name.to_owned())
+    } else {
+        Err("use 1 to 64 letters, digits, '-' or '_' (it is a NATS subject prefix)".to_owned())
+    }
+}
+
 impl Config {
+    /// The cluster to join, if any.
+    pub fn cluster(&self) -> Option<crate::cluster::ClusterConfig> {
+        self.cluster
+            .as_ref()
+            .map(|url| crate::cluster::ClusterConfig {
+                url: url.clone(),
+                node: self.node_id,
+                world: self.world.clone(),
+            })
+    }
+
     /// A configuration for tests and embedding: loopback, every port chosen by
     /// the OS, metrics off.
     pub fn ephemeral() -> Self {
@@ -153,6 +250,12 @@ impl Config {
     pub fn broadcast_interval(&self) -> Duration {
         Duration::from_millis(self.broadcast_interval_ms)
     }
+
+    /// Whether any classic compatibility switch departs from the legacy
+    /// contract (worth a line in the start-up log).
+    pub fn is_classic(&self) -> bool {
+        self.legacy_welcome == LegacyWelcome::Off || self.positions_records == PositionsRecords::Hh
+    }
 }
 
 #[cfg(test)]
@@ -163,5 +266,27 @@ mod tests {
     fn default_matches_the_command_line_defaults() {
         let parsed = Config::try_parse_from(["server"]).unwrap();
         assert_eq!(format!("{parsed:?}"), format!("{:?}", Config::default()));
+        assert!(!parsed.is_classic(), "the legacy contract is the default");
+    }
+
+    #[test]
+    fn classic_switches_parse_and_reject_unknown_values() {
+        let parsed = Config::try_parse_from([
+            "server",
+            "--legacy-welcome",
+            "off",
+            "--positions-records",
+            "hh",
+        ])
+        .unwrap();
+        assert_eq!(parsed.legacy_welcome, LegacyWelcome::Off);
+        assert_eq!(parsed.positions_records, PositionsRecords::Hh);
+        assert!(parsed.is_classic());
+        let err = Config::try_parse_from(["server", "--positions-records", "hhi"]).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("ihh") && message.contains("hh"),
+            "the error lists the choices: {message}"
+        );
     }
 }

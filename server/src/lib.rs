@@ -12,6 +12,7 @@
 //! # }
 //! ```
 
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod fanout;
@@ -28,6 +29,7 @@ pub use config::Config;
 use connection::Disconnect;
 use metrics::Metrics;
 use registry::{Registry, Service};
+use shared::ClientId;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -92,6 +94,7 @@ pub struct ServerAddrs {
 /// A bound server, ready to run.
 #[derive(Debug)]
 pub struct Server {
+    cluster: Option<cluster::Cluster>,
     listeners: Vec<(Service, TcpListener)>,
     metrics_listener: Option<TcpListener>,
     addrs: ServerAddrs,
@@ -136,12 +139,23 @@ impl Server {
                 .transpose()?,
         };
         let world = World::new();
+        let mut registry = Registry::new(config.max_connections, config.max_connections_per_ip);
+        let mut cluster = None;
+        let mut cluster_metrics = None;
+        if let Some(cluster_config) = config.cluster() {
+            let node = ClientId::from(cluster_config.node) << world::NODE_ID_SHIFT;
+            registry = registry.with_ids(node | 1..=node | ((1 << world::NODE_ID_SHIFT) - 1));
+            let counters = cluster::ClusterMetrics::default();
+            cluster = Some(
+                cluster::Cluster::connect(cluster_config, counters.clone())
+                    .await
+                    .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidInput, err))?,
+            );
+            cluster_metrics = Some(counters);
+        }
         let shared = Arc::new(Shared {
-            registry: Arc::new(Registry::new(
-                config.max_connections,
-                config.max_connections_per_ip,
-            )),
-            metrics: Arc::new(Metrics::new(&world)),
+            registry: Arc::new(registry),
+            metrics: Arc::new(Metrics::new(&world, cluster_metrics.as_ref())),
             world,
             shutdown: CancellationToken::new(),
             config,
@@ -153,6 +167,7 @@ impl Server {
             (Service::Positions, positions),
         ];
         Ok(Server {
+            cluster,
             listeners,
             metrics_listener,
             addrs,
@@ -175,12 +190,23 @@ impl Server {
     /// task has finished.
     pub async fn run(self, shutdown: CancellationToken) {
         let Server {
+            cluster,
             listeners,
             metrics_listener,
             addrs,
             shared,
         } = self;
         let tracker = TaskTracker::new();
+        if let Some(cluster) = cluster {
+            // Get the other nodes' players before serving our own.
+            let mut ready =
+                cluster.spawn(Arc::clone(&shared.world), &tracker, shared.shutdown.clone());
+            let _ = tokio::time::timeout(
+                cluster::JOIN_TIMEOUT + Duration::from_millis(500),
+                ready.wait_for(|ready| *ready),
+            )
+            .await;
+        }
         for (service, listener) in listeners {
             let addr = match service {
                 Service::Game => addrs.game,

@@ -13,6 +13,13 @@ async fn main() -> std::process::ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
+    if config.is_classic() {
+        tracing::info!(
+            legacy_welcome = %config.legacy_welcome,
+            positions_records = %config.positions_records,
+            "classic compatibility switches on (not the legacy contract's defaults)"
+        );
+    }
     let server = match Server::bind(config).await {
         Ok(server) => server,
         Err(err) => {

@@ -18,6 +18,7 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::ClusterMetrics;
 use crate::connection::Disconnect;
 use crate::registry::Service;
 use crate::world::World;
@@ -56,13 +57,46 @@ pub struct Metrics {
 
 impl Metrics {
     /// Every counter, plus those the world keeps itself.
-    pub fn new(world: &World) -> Self {
+    pub fn new(world: &World, cluster: Option<&ClusterMetrics>) -> Self {
         let mut metrics = Metrics::default();
-        metrics.registry.register(
+        let r = &mut metrics.registry;
+        r.register(
             "subscriber_resyncs",
             "Subscribers that fell behind and were sent a fresh snapshot instead of their backlog",
             world.resync_counter().clone(),
         );
+        if let Some(cluster) = cluster {
+            r.register(
+                "cluster_connected",
+                "1 while the node is connected to NATS",
+                cluster.connected.clone(),
+            );
+            r.register(
+                "cluster_nodes_seen",
+                "Other nodes heard from recently",
+                cluster.nodes_seen.clone(),
+            );
+            r.register(
+                "cluster_remote_players",
+                "Players of other nodes in this node's world",
+                cluster.remote_players.clone(),
+            );
+            r.register(
+                "cluster_events_published",
+                "Events of this node's players published to the cluster",
+                cluster.events_published.clone(),
+            );
+            r.register(
+                "cluster_events_received",
+                "Events of other nodes' players received",
+                cluster.events_received.clone(),
+            );
+            r.register(
+                "cluster_resyncs",
+                "State requests to other nodes (new, restarted or out-of-step nodes)",
+                cluster.resyncs.clone(),
+            );
+        }
         metrics
     }
 }

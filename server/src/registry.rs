@@ -80,6 +80,10 @@ struct Clients {
 #[derive(Debug)]
 pub struct Registry {
     next_id: AtomicI32,
+    /// The ids this registry hands out, in order, wrapping around (an id
+    /// still in use is skipped): `1..=i32::MAX - 1` alone, or one node's
+    /// slice of the id space in a cluster.
+    ids: std::ops::RangeInclusive<ClientId>,
     connected: AtomicUsize,
     clients: Mutex<Clients>,
     max_connections: usize,
@@ -91,11 +95,38 @@ impl Registry {
     pub fn new(max_connections: usize, max_per_ip: usize) -> Self {
         Registry {
             next_id: AtomicI32::new(1),
+            ids: 1..=ClientId::MAX - 1,
             connected: AtomicUsize::new(0),
             clients: Mutex::new(Clients::default()),
             max_connections,
             max_per_ip,
         }
+    }
+
+    /// Hands out ids from `ids` only (a cluster node's slice).
+    pub fn with_ids(mut self, ids: std::ops::RangeInclusive<ClientId>) -> Self {
+        self.next_id = AtomicI32::new(*ids.start());
+        self.ids = ids;
+        self
+    }
+
+    /// The next id not in use, wrapping around at the end of the range.
+    fn next_free_id(&self, clients: &Clients) -> Option<ClientId> {
+        let span = i64::from(*self.ids.end()) - i64::from(*self.ids.start()) + 1;
+        let mut id = self.next_id.load(Ordering::Relaxed);
+        for _ in 0..span.min(clients.by_id.len() as i64 + 1) {
+            let candidate = id;
+            id = if id >= *self.ids.end() {
+                *self.ids.start()
+            } else {
+                id + 1
+            };
+            if !clients.by_id.contains_key(&candidate) {
+                self.next_id.store(id, Ordering::Relaxed);
+                return Some(candidate);
+            }
+        }
+        None
     }
 
     /// Admits a new connection and gives it the next id, or refuses it.
@@ -119,11 +150,9 @@ impl Registry {
                 max: self.max_per_ip,
             });
         }
-        let id = self.next_id.load(Ordering::Relaxed);
-        if id == ClientId::MAX {
+        let Some(id) = self.next_free_id(&clients) else {
             return Err(Refusal::IdsExhausted);
-        }
-        self.next_id.store(id + 1, Ordering::Relaxed);
+        };
         clients.by_id.insert(id, ClientEntry { service, peer });
         clients.per_ip.insert(ip, from_ip + 1);
         self.connected.store(clients.by_id.len(), Ordering::Relaxed);
@@ -230,6 +259,22 @@ mod tests {
         assert_eq!(registry.len(), 2);
         assert_eq!(registry.count_by_service()[&Service::Math], 0);
         assert_eq!(registry.count_by_service()[&Service::Game], 1);
+    }
+
+    #[test]
+    fn a_node_slice_wraps_around_and_skips_ids_in_use() {
+        let registry = Arc::new(Registry::new(10, 0).with_ids(0x0100_0001..=0x0100_0003));
+        let register = || registry.register(Service::Math, peer([127, 0, 0, 1], 1));
+        let a = register().unwrap();
+        let b = register().unwrap();
+        assert_eq!((a.id(), b.id()), (0x0100_0001, 0x0100_0002));
+        drop(b);
+        let c = register().unwrap();
+        let d = register().unwrap();
+        assert_eq!(c.id(), 0x0100_0003);
+        assert_eq!(d.id(), 0x0100_0002, "wraps, skipping the id still in use");
+        assert_eq!(register().unwrap_err(), Refusal::IdsExhausted);
+        drop(a);
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! snapshots (first, after a change of view, after falling behind) hold only
 //! the players in its region. A subscriber without a view gets everything.
 
+pub mod classic;
 pub mod legacy;
 pub mod native;
 

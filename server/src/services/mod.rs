@@ -15,6 +15,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::codec::Decoder;
 
 use crate::Shared;
+use crate::config::LegacyWelcome;
 use crate::connection::{Connection, Disconnect, Writer};
 use crate::registry::Service;
 
@@ -52,7 +53,9 @@ where
 }
 
 /// Like [`open`], then sends the legacy id greeting every legacy service
-/// starts with.
+/// starts with, unless `--legacy-welcome off` (the classic demos' scripts
+/// expect no greeting). The id is used all the same, in the registry, the
+/// logs and the metrics; the client is just not told.
 pub async fn open_legacy<D>(
     stream: TcpStream,
     id: ClientId,
@@ -65,9 +68,11 @@ where
     D::Error: std::fmt::Display,
 {
     let mut connection = open(stream, service, shared, decoder);
-    connection
-        .writer
-        .send(&IdGreeting(id).to_bytes(), 1)
-        .await?;
+    if shared.config.legacy_welcome == LegacyWelcome::On {
+        connection
+            .writer
+            .send(&IdGreeting(id).to_bytes(), 1)
+            .await?;
+    }
     Ok(connection)
 }

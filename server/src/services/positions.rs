@@ -1,6 +1,8 @@
 //! The legacy "positions" service: a player of the shared world that sends
 //! 4-byte positions and receives 8-byte records of everyone (itself
-//! included), a snapshot first and leave markers when players go.
+//! included), a snapshot first and leave markers when players go. With
+//! `--positions-records hh` it receives the classic 4-byte packets instead
+//! ([`crate::fanout::classic`]).
 
 use shared::ClientId;
 use shared::legacy::PositionCodec;
@@ -9,13 +11,24 @@ use tokio::net::TcpStream;
 
 use super::{Session, ended, open_legacy};
 use crate::Shared;
+use crate::config::PositionsRecords;
 use crate::connection::Disconnect;
+use crate::fanout::WireFormat;
+use crate::fanout::classic::CLASSIC_PACKETS;
 use crate::fanout::legacy::LEGACY_RECORDS;
 use crate::registry::Service;
 
 /// The name native clients see for a legacy player.
 pub fn legacy_name(id: ClientId) -> String {
     format!("py-{id}")
+}
+
+/// The wire format positions clients receive, as `--positions-records` says.
+pub fn records_format(records: PositionsRecords) -> &'static dyn WireFormat {
+    match records {
+        PositionsRecords::Ihh => &LEGACY_RECORDS,
+        PositionsRecords::Hh => &CLASSIC_PACKETS,
+    }
 }
 
 pub async fn serve(stream: TcpStream, id: ClientId, shared: &Shared) -> Disconnect {
@@ -29,7 +42,9 @@ async fn session(stream: TcpStream, id: ClientId, shared: &Shared) -> Session {
         name: legacy_name(id),
         kind: PlayerKind::Legacy,
     };
-    let member = shared.world.join(info, &LEGACY_RECORDS);
+    let member = shared
+        .world
+        .join(info, records_format(shared.config.positions_records));
     let mut positions = Vec::new();
     loop {
         tokio::select! {

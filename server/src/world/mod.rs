@@ -9,13 +9,15 @@
 mod grid;
 mod state;
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use shared::ClientId;
 use shared::legacy::Position;
-use shared::native::PlayerInfo;
-use tokio::sync::Notify;
+use shared::native::{PlayerInfo, PlayerState};
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -25,27 +27,44 @@ pub use state::{Crossing, Event, LOG_COMPACT_MIN, MAX_MOVES_PER_BROADCAST, Playe
 use crate::fanout::{self, Fanout, Outgoing, SubscriberKey, WireFormat};
 use crate::metrics::Counter;
 
-/// Each subscriber stretches the broadcast interval by this much (up to
-/// [`MAX_ADAPTIVE_INTERVAL`]): with a wide fan-out, one write per client per
-/// broadcast dominates the server's cost, so fewer, larger writes keep it
-/// ahead of the load (1,000 subscribers: a broadcast every 20 ms).
-pub const INTERVAL_PER_SUBSCRIBER: Duration = Duration::from_micros(20);
-/// Upper bound of the stretched interval, well inside a 50 ms echo budget.
-pub const MAX_ADAPTIVE_INTERVAL: Duration = Duration::from_millis(25);
+/// Longest the broadcaster waits for the subscribers of one broadcast to
+/// take it before it sends the next anyway (a subscriber stuck in a write
+/// must not hold everyone back for long).
+pub const MAX_GATHER: Duration = Duration::from_millis(20);
 
-/// The time between two broadcasts for `subscribers` subscribers: at least
-/// `min_interval` (the `--broadcast-interval-ms` flag).
-pub fn broadcast_interval(min_interval: Duration, subscribers: usize) -> Duration {
-    let stretched =
-        INTERVAL_PER_SUBSCRIBER.saturating_mul(u32::try_from(subscribers).unwrap_or(u32::MAX));
-    min_interval.max(stretched.min(MAX_ADAPTIVE_INTERVAL))
-}
+/// Subscribers of the last broadcast that may still be busy when the next
+/// one starts, per subscriber: with thousands of them, the last few
+/// stragglers are not worth waiting for. Below this many subscribers the
+/// broadcaster waits for all of them.
+pub const STRAGGLERS_PER_SUBSCRIBER: usize = 64;
 
 #[derive(Debug, Default)]
 struct Inner {
     state: State,
     fanout: Fanout,
     next_viewer: u64,
+    replication: Option<Replication>,
+}
+
+/// Where a cluster node's own events go after each broadcast.
+#[derive(Debug)]
+struct Replication {
+    node: NodeId,
+    outbox: mpsc::Sender<Vec<Event>>,
+    /// Set when the outbox was full and a batch was dropped: the publisher
+    /// then makes the other nodes resynchronise.
+    overflowed: Arc<AtomicBool>,
+}
+
+/// A cluster node's number; the high bits of every id it hands out.
+pub type NodeId = u16;
+
+/// Bits of a client id below the node id.
+pub const NODE_ID_SHIFT: u32 = 24;
+
+/// The node whose registry handed out `id`.
+pub fn node_of(id: ClientId) -> NodeId {
+    (id >> NODE_ID_SHIFT) as NodeId
 }
 
 /// The shared world of players and positions.
@@ -54,6 +73,9 @@ pub struct World {
     inner: Mutex<Inner>,
     /// Wakes the broadcaster when the log has something new.
     dirty: Notify,
+    /// Wakes the broadcaster when the subscribers have taken the last
+    /// broadcast.
+    drained: Notify,
     /// Subscribers resynchronised because they fell behind (on `/metrics`).
     resyncs: Counter,
 }
@@ -109,10 +131,18 @@ impl World {
 
     fn unsubscribe(&self, key: SubscriberKey) {
         let mut inner = self.lock();
+        let waited_for = inner.fanout.undrained();
         inner.fanout.unsubscribe(key);
-        if let SubscriberKey::Player(id) = key {
-            inner.state.leave(id);
-            drop(inner);
+        let all_taken = waited_for > 0 && inner.fanout.undrained() == 0;
+        let left = match key {
+            SubscriberKey::Player(id) => inner.state.leave(id).is_some(),
+            SubscriberKey::Viewer(_) => false,
+        };
+        drop(inner);
+        if all_taken {
+            self.drained.notify_one();
+        }
+        if left {
             self.dirty.notify_one();
         }
     }
@@ -120,7 +150,14 @@ impl World {
     fn drain(&self, key: SubscriberKey) -> Outgoing {
         let mut inner = self.lock();
         let Inner { state, fanout, .. } = &mut *inner;
-        fanout.drain(key, state)
+        let waited_for = fanout.undrained();
+        let outgoing = fanout.drain(key, state);
+        let all_taken = waited_for > 0 && fanout.undrained() == 0;
+        drop(inner);
+        if all_taken {
+            self.drained.notify_one();
+        }
+        outgoing
     }
 
     /// Turns the log into one batch and queues it for every subscriber.
@@ -131,6 +168,9 @@ impl World {
             return 0;
         }
         let events = inner.state.take_log();
+        if let Some(replication) = &inner.replication {
+            replication.send_local(&events);
+        }
         let limit = fanout::queue_limit(inner.state.player_count());
         let Inner { state, fanout, .. } = &mut *inner;
         let resynced = fanout.broadcast(&events, state, limit);
@@ -138,27 +178,32 @@ impl World {
         resynced
     }
 
-    /// Broadcasts whenever the log has news, at most once per
-    /// [`broadcast_interval`] (`min_interval` stretched for a wide fan-out),
-    /// until `shutdown`.
-    pub async fn run_broadcaster(
-        self: Arc<Self>,
-        min_interval: Duration,
-        shutdown: CancellationToken,
-    ) {
-        let mut last = Instant::now() - min_interval;
+    /// Broadcasts whenever the log has news, until `shutdown`.
+    ///
+    /// There is no fixed tick: like Redis and NATS flushing what is there at
+    /// the end of each pass, a change goes out at once when the broadcaster
+    /// is idle, and changes that arrive while the subscribers are still
+    /// taking the last broadcast gather into the next one. Batches thus grow
+    /// with the load (one write per subscriber per batch) and stay single
+    /// changes when the load is light. `floor` (the `--broadcast-interval-ms`
+    /// flag, 0 by default) adds a fixed minimum time between broadcasts for
+    /// those who want ticks.
+    pub async fn run_broadcaster(self: Arc<Self>, floor: Duration, shutdown: CancellationToken) {
+        let mut last = Instant::now() - floor;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = self.dirty.notified() => {}
             }
-            let subscribers = self.subscriber_count();
-            let due = last + broadcast_interval(min_interval, subscribers);
-            if Instant::now() < due {
+            if !floor.is_zero() {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep_until(due) => {}
+                    _ = tokio::time::sleep_until(last + floor) => {}
                 }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.previous_broadcast_taken() => {}
             }
             last = Instant::now();
             let resynced = self.broadcast();
@@ -166,6 +211,144 @@ impl World {
                 tracing::debug!(subscribers = resynced, "backlogs coalesced into snapshots");
             }
         }
+    }
+
+    /// Resolves once the subscribers woken by the last broadcast have taken
+    /// it (all but a few stragglers when there are thousands), or after
+    /// [`MAX_GATHER`].
+    async fn previous_broadcast_taken(&self) {
+        let give_up = Instant::now() + MAX_GATHER;
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            {
+                let inner = self.lock();
+                let stragglers = inner.fanout.len() / STRAGGLERS_PER_SUBSCRIBER;
+                if inner.fanout.undrained() <= stragglers {
+                    return;
+                }
+            }
+            tokio::select! {
+                _ = drained => {}
+                _ = tokio::time::sleep_until(give_up) => return,
+            }
+        }
+    }
+
+    /// Makes every broadcast also hand this node's own events (those of
+    /// players whose id carries `node`) to `outbox`, for the cluster.
+    /// Events of other nodes' players are never handed back.
+    pub fn replicate_to(
+        &self,
+        node: NodeId,
+        outbox: mpsc::Sender<Vec<Event>>,
+        overflowed: Arc<AtomicBool>,
+    ) {
+        self.lock().replication = Some(Replication {
+            node,
+            outbox,
+            overflowed,
+        });
+    }
+
+    /// Applies events that happened on another node. A join of a player
+    /// already known with the same name and kind is skipped (a replayed
+    /// batch after a resynchronisation).
+    pub fn apply_remote(&self, events: &[Event]) {
+        if events.is_empty() {
+            return;
+        }
+        {
+            let mut inner = self.lock();
+            for event in events {
+                if let Event::Joined(info) = event
+                    && inner.state.player(info.id).is_some_and(|p| p.info == *info)
+                {
+                    continue;
+                }
+                inner.state.apply(event);
+            }
+        }
+        self.dirty.notify_one();
+    }
+
+    /// Makes the players of `node` exactly `players`: leaves for those gone,
+    /// joins for new ones, moves where the position changed.
+    pub fn reconcile_node(&self, node: NodeId, players: &[PlayerState]) {
+        {
+            let mut inner = self.lock();
+            let state = &mut inner.state;
+            let wanted: HashMap<ClientId, &PlayerState> = players
+                .iter()
+                .filter(|p| node_of(p.info.id) == node)
+                .map(|p| (p.info.id, p))
+                .collect();
+            let gone: Vec<ClientId> = state
+                .players()
+                .map(|p| p.info.id)
+                .filter(|id| node_of(*id) == node && !wanted.contains_key(id))
+                .collect();
+            for id in gone {
+                state.leave(id);
+            }
+            for (id, player) in wanted {
+                let known = state
+                    .player(id)
+                    .map(|p| (p.info == player.info, p.position));
+                match known {
+                    Some((true, position)) if position == player.position => continue,
+                    Some((true, _)) => {}
+                    _ => state.join(player.info.clone()),
+                }
+                if let Some(position) = player.position {
+                    state.set_positions(id, &[position]);
+                }
+            }
+        }
+        self.dirty.notify_one();
+    }
+
+    /// Removes every player of `node` (it died or was cut off); returns how
+    /// many there were.
+    pub fn remove_node(&self, node: NodeId) -> usize {
+        let removed = {
+            let mut inner = self.lock();
+            let ids: Vec<ClientId> = inner
+                .state
+                .players()
+                .map(|p| p.info.id)
+                .filter(|id| node_of(*id) == node)
+                .collect();
+            for &id in &ids {
+                inner.state.leave(id);
+            }
+            ids.len()
+        };
+        self.dirty.notify_one();
+        removed
+    }
+
+    /// Every player of `node` with its latest position.
+    pub fn players_of_node(&self, node: NodeId) -> Vec<PlayerState> {
+        self.lock()
+            .state
+            .players()
+            .filter(|p| node_of(p.info.id) == node)
+            .map(|p| PlayerState {
+                info: p.info.clone(),
+                position: p.position,
+            })
+            .collect()
+    }
+
+    /// Players that live on other nodes than `node`.
+    pub fn remote_player_count(&self, node: NodeId) -> usize {
+        self.lock()
+            .state
+            .players()
+            .filter(|p| node_of(p.info.id) != node)
+            .count()
     }
 
     pub fn player_count(&self) -> usize {
@@ -205,6 +388,19 @@ impl World {
         self.inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Replication {
+    fn send_local(&self, events: &[Event]) {
+        let local: Vec<Event> = events
+            .iter()
+            .filter(|e| node_of(e.player()) == self.node)
+            .cloned()
+            .collect();
+        if !local.is_empty() && self.outbox.try_send(local).is_err() {
+            self.overflowed.store(true, Ordering::Relaxed);
+        }
     }
 }
 
@@ -402,23 +598,91 @@ mod tests {
     }
 
     #[test]
-    fn broadcast_interval_stretches_with_the_fan_out() {
-        let min = Duration::from_millis(10);
-        assert_eq!(broadcast_interval(min, 0), min);
-        assert_eq!(broadcast_interval(min, 500), min);
-        assert_eq!(broadcast_interval(min, 1000), Duration::from_millis(20));
-        assert_eq!(broadcast_interval(min, 100_000), MAX_ADAPTIVE_INTERVAL);
-        assert_eq!(
-            broadcast_interval(Duration::from_millis(40), 1000),
-            Duration::from_millis(40)
-        );
-    }
-
-    #[test]
     fn reserved_position_is_stored_one_step_inside() {
         let world = World::new();
         let a = world.join(info(1), &LEGACY_RECORDS);
         a.set_positions(&[Position::new(i16::MIN, i16::MIN)]);
         assert_eq!(world.position_of(1), Some(Position::new(-32767, -32767)));
+    }
+
+    /// Moves `who` to (x, 0) and returns what `watcher` receives next.
+    async fn next_records(watcher: &Membership) -> Vec<PositionRecord> {
+        watcher.changed().await;
+        records(&watcher.take_outgoing())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn isolated_changes_go_out_without_waiting_for_a_tick() {
+        let world = World::new();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(Arc::clone(&world).run_broadcaster(Duration::ZERO, shutdown.clone()));
+        let a = world.join(info(1), &LEGACY_RECORDS);
+        a.changed().await;
+        let _ = a.take_outgoing();
+        let started = Instant::now();
+        for x in 1..=3 {
+            a.set_positions(&[Position::new(x, 0)]);
+            assert_eq!(
+                next_records(&a).await,
+                vec![PositionRecord { id: 1, x, y: 0 }]
+            );
+        }
+        // The clock is paused: any sleep would have moved it.
+        assert_eq!(Instant::now(), started, "no timer was waited on");
+        shutdown.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn changes_gather_while_a_broadcast_is_still_being_taken() {
+        let world = World::new();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(Arc::clone(&world).run_broadcaster(Duration::ZERO, shutdown.clone()));
+        let a = world.join(info(1), &LEGACY_RECORDS);
+        let b = world.join(info(2), &LEGACY_RECORDS);
+        a.changed().await;
+        let _ = a.take_outgoing();
+        let _ = b.take_outgoing();
+        a.set_positions(&[Position::new(1, 0)]);
+        assert_eq!(next_records(&a).await.len(), 1);
+        // `b` has not taken that broadcast yet: the next moves wait for it.
+        a.set_positions(&[Position::new(2, 0)]);
+        tokio::task::yield_now().await;
+        a.set_positions(&[Position::new(3, 0)]);
+        let held = Instant::now();
+        assert_eq!(next_records(&b).await.len(), 1);
+        let got = next_records(&a).await;
+        assert_eq!(
+            got,
+            vec![
+                PositionRecord { id: 1, x: 2, y: 0 },
+                PositionRecord { id: 1, x: 3, y: 0 }
+            ],
+            "one batch"
+        );
+        assert_eq!(Instant::now(), held, "sent as soon as `b` took its batch");
+        shutdown.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_subscriber_that_never_takes_holds_others_back_at_most_max_gather() {
+        let world = World::new();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(Arc::clone(&world).run_broadcaster(Duration::ZERO, shutdown.clone()));
+        let a = world.join(info(1), &LEGACY_RECORDS);
+        let _stuck = world.join(info(2), &LEGACY_RECORDS);
+        a.changed().await;
+        let _ = a.take_outgoing();
+        a.set_positions(&[Position::new(1, 0)]);
+        assert_eq!(next_records(&a).await.len(), 1);
+        let started = Instant::now();
+        a.set_positions(&[Position::new(2, 0)]);
+        assert_eq!(next_records(&a).await.len(), 1);
+        assert!(started.elapsed() <= MAX_GATHER);
+        // The stuck subscriber is not waited for again.
+        let started = Instant::now();
+        a.set_positions(&[Position::new(3, 0)]);
+        assert_eq!(next_records(&a).await.len(), 1);
+        assert_eq!(Instant::now(), started);
+        shutdown.cancel();
     }
 }

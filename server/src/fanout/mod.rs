@@ -12,6 +12,13 @@
 //! behind has its queue dropped and is sent a fresh snapshot instead (after
 //! the leave markers it is owed), so it always ends with every latest
 //! position and never misses a leave.
+//!
+//! Area of interest: a native subscriber may have a view, a [`Region`] of
+//! grid cells. It is then sent only what happens in those cells (see
+//! [`native::CellNews`]): players entering the region as `PlayerJoined`,
+//! leaving it as `PlayerLeft`, and the moves of the players inside it. Its
+//! snapshots (first, after a change of view, after falling behind) hold only
+//! the players in its region. A subscriber without a view gets everything.
 
 pub mod classic;
 pub mod legacy;
@@ -24,7 +31,8 @@ use bytes::Bytes;
 use shared::ClientId;
 use tokio::sync::Notify;
 
-use crate::world::{Event, State};
+use self::native::CellNews;
+use crate::world::{Event, Region, State};
 
 /// Bytes a subscriber may have queued before it is resynchronised, plus
 /// [`QUEUE_BYTES_PER_PLAYER`] for every player in the world.
@@ -81,10 +89,21 @@ struct Batch {
     left_with_position: Vec<ClientId>,
 }
 
+/// One delivery waiting in a subscriber's queue.
+#[derive(Debug)]
+enum Queued {
+    /// The batch every subscriber of a format shares.
+    Shared(Arc<Batch>),
+    /// What a subscriber with a view gets of a batch (native frames).
+    InView(Encoded),
+}
+
 #[derive(Debug)]
 struct Subscriber {
     format: usize,
-    queue: VecDeque<Arc<Batch>>,
+    /// The cells this subscriber sees; `None`: the whole world.
+    view: Option<Region>,
+    queue: VecDeque<Queued>,
     queued_bytes: usize,
     /// Set when the subscriber must be sent a snapshot next (newcomer, or
     /// backlog dropped); holds the leave markers it is owed meanwhile.
@@ -102,6 +121,8 @@ pub struct Fanout {
     /// Subscribers per entry of `formats`.
     members: Vec<usize>,
     subscribers: HashMap<SubscriberKey, Subscriber>,
+    /// Subscribers with a view: while there is none, no [`CellNews`] is built.
+    viewers: usize,
     /// Number of the last broadcast, and how many subscribers it woke that
     /// have not drained yet (the broadcaster's backpressure).
     generation: u64,
@@ -130,6 +151,7 @@ impl Fanout {
             key,
             Subscriber {
                 format: index,
+                view: None,
                 queue: VecDeque::new(),
                 queued_bytes: 0,
                 resync: Some(Vec::new()),
@@ -145,16 +167,44 @@ impl Fanout {
     pub fn unsubscribe(&mut self, key: SubscriberKey) {
         if let Some(subscriber) = self.subscribers.remove(&key) {
             self.members[subscriber.format] -= 1;
+            self.viewers -= usize::from(subscriber.view.is_some());
             self.note_drained(&subscriber);
         }
     }
 
+    /// Sets the area of interest of a native subscriber (`None`: the whole
+    /// world). If its region changed, its queue is dropped and its next
+    /// delivery is a snapshot of the new region. Returns whether it changed.
+    pub fn set_view(&mut self, key: SubscriberKey, view: Option<Region>) -> bool {
+        let Some(subscriber) = self.subscribers.get_mut(&key) else {
+            return false;
+        };
+        if subscriber.view == view {
+            return false;
+        }
+        self.viewers =
+            self.viewers + usize::from(view.is_some()) - usize::from(subscriber.view.is_some());
+        subscriber.view = view;
+        let owed = subscriber.drop_queue();
+        subscriber.resync = Some(owed);
+        subscriber.wake.notify_one();
+        true
+    }
+
+    /// Subscribers that have a view.
+    pub fn viewers(&self) -> usize {
+        self.viewers
+    }
+
     /// Encodes `events` once per format in use and queues the result for
-    /// every subscriber. Returns how many subscribers had to be
-    /// resynchronised because their queue passed `limit` bytes.
-    pub fn broadcast(&mut self, events: &[Event], limit: usize) -> usize {
+    /// every subscriber; subscribers with a view get the cells of their
+    /// region, cut once per broadcast from `state` (whose log `events` just
+    /// were). Returns how many subscribers had to be resynchronised because
+    /// their queue passed `limit` bytes.
+    pub fn broadcast(&mut self, events: &[Event], state: &State, limit: usize) -> usize {
         self.generation += 1;
         self.undrained = 0;
+        let news = (self.viewers > 0).then(|| CellNews::build(events, state));
         let batch = Arc::new(Batch {
             encoded: self
                 .formats
@@ -175,7 +225,13 @@ impl Fanout {
         });
         let mut resynced = 0;
         for subscriber in self.subscribers.values_mut() {
-            let (woke, resync) = subscriber.push(&batch, limit);
+            let (woke, resync) = match (&subscriber.view, &news) {
+                (Some(region), Some(news)) => {
+                    let delivery = news.for_region(region);
+                    subscriber.push(Queued::InView(delivery), limit)
+                }
+                _ => subscriber.push(Queued::Shared(Arc::clone(&batch)), limit),
+            };
             resynced += usize::from(resync);
             if woke && !subscriber.pending {
                 subscriber.pending = true;
@@ -194,13 +250,16 @@ impl Fanout {
             return out;
         };
         if let Some(owed) = subscriber.resync.take() {
-            let snapshot = self.formats[subscriber.format].encode_snapshot(state, &owed);
+            let snapshot = match &subscriber.view {
+                Some(region) => native::encode_region_snapshot(state, region),
+                None => self.formats[subscriber.format].encode_snapshot(state, &owed),
+            };
             out.chunks.push(snapshot.bytes);
             out.messages += snapshot.messages;
         }
         subscriber.queued_bytes = 0;
-        for batch in subscriber.queue.drain(..) {
-            if let Some(encoded) = &batch.encoded[subscriber.format] {
+        for queued in subscriber.queue.drain(..) {
+            if let Some(encoded) = queued.encoded(subscriber.format) {
                 out.chunks.push(encoded.bytes.clone());
                 out.messages += encoded.messages;
             }
@@ -240,36 +299,60 @@ impl Fanout {
     }
 }
 
+impl Queued {
+    /// The bytes for a subscriber of format number `format`.
+    fn encoded(&self, format: usize) -> Option<&Encoded> {
+        match self {
+            Queued::Shared(batch) => batch.encoded[format].as_ref(),
+            Queued::InView(encoded) => Some(encoded),
+        }
+    }
+
+    /// Leave markers a subscriber whose queue is dropped is still owed.
+    fn left_with_position(&self) -> &[ClientId] {
+        match self {
+            Queued::Shared(batch) => &batch.left_with_position,
+            // A view's resync is a native snapshot, which replaces the
+            // whole view: nothing is owed.
+            Queued::InView(_) => &[],
+        }
+    }
+}
+
 impl Subscriber {
-    /// Queues `batch`; returns whether the subscriber was woken, and whether
-    /// it had to be resynchronised.
-    fn push(&mut self, batch: &Arc<Batch>, limit: usize) -> (bool, bool) {
+    /// Queues a delivery; returns whether the subscriber was woken, and
+    /// whether it had to be resynchronised.
+    fn push(&mut self, queued: Queued, limit: usize) -> (bool, bool) {
         if let Some(owed) = &mut self.resync {
-            owed.extend_from_slice(&batch.left_with_position);
+            owed.extend_from_slice(queued.left_with_position());
             self.wake.notify_one();
             return (true, false);
         }
-        let Some(encoded) = &batch.encoded[self.format] else {
+        let Some(encoded) = queued.encoded(self.format) else {
             return (false, false);
         };
         if encoded.bytes.is_empty() {
             return (false, false);
         }
         self.queued_bytes += encoded.bytes.len();
-        self.queue.push_back(Arc::clone(batch));
+        self.queue.push_back(queued);
         let mut resynced = false;
         if self.queued_bytes > limit {
-            let owed = self
-                .queue
-                .drain(..)
-                .flat_map(|b| b.left_with_position.clone())
-                .collect();
-            self.queued_bytes = 0;
+            let owed = self.drop_queue();
             self.resync = Some(owed);
             resynced = true;
         }
         self.wake.notify_one();
         (true, resynced)
+    }
+
+    /// Empties the queue; returns the leave markers it held.
+    fn drop_queue(&mut self) -> Vec<ClientId> {
+        self.queued_bytes = 0;
+        self.queue
+            .drain(..)
+            .flat_map(|q| q.left_with_position().to_vec())
+            .collect()
     }
 }
 
@@ -302,7 +385,11 @@ mod tests {
             fanout.drain(key, &state); // the snapshots
         }
         fanout.drain(SubscriberKey::Viewer(1), &state);
-        fanout.broadcast(&[joined(4), Event::Moved(4, Position::new(1, 2))], 1 << 20);
+        fanout.broadcast(
+            &[joined(4), Event::Moved(4, Position::new(1, 2))],
+            &state,
+            1 << 20,
+        );
         let legacy: Vec<Outgoing> = [1, 2, 3]
             .map(|id| fanout.drain(SubscriberKey::Player(id), &state))
             .into();
@@ -326,19 +413,114 @@ mod tests {
         fanout.drain(a, &state);
         fanout.drain(b, &state);
         let moved = [Event::Moved(1, Position::new(1, 1))];
-        fanout.broadcast(&moved, 1 << 20);
+        fanout.broadcast(&moved, &state, 1 << 20);
         assert_eq!(fanout.undrained(), 2);
         fanout.drain(a, &state);
         assert_eq!(fanout.undrained(), 1);
         // `b` is stuck: the next broadcast does not wait for it again.
-        fanout.broadcast(&moved, 1 << 20);
+        fanout.broadcast(&moved, &state, 1 << 20);
         assert_eq!(fanout.undrained(), 1, "only `a` is waited for");
         fanout.drain(a, &state);
         assert_eq!(fanout.undrained(), 0);
         // A subscriber that leaves is not waited for either.
-        fanout.broadcast(&moved, 1 << 20);
+        fanout.broadcast(&moved, &state, 1 << 20);
         fanout.unsubscribe(a);
         assert_eq!(fanout.undrained(), 0);
+    }
+
+    /// Every native message in `out`.
+    fn decode(out: &Outgoing) -> Vec<shared::native::ServerMessage> {
+        use tokio_util::codec::Decoder;
+        let mut bytes: bytes::BytesMut = out.chunks.iter().flat_map(|c| c.to_vec()).collect();
+        let mut codec = shared::native::FrameCodec::<shared::native::ServerMessage>::default();
+        let mut messages = Vec::new();
+        while let Some(message) = codec.decode(&mut bytes).unwrap() {
+            messages.push(message);
+        }
+        assert!(bytes.is_empty());
+        messages
+    }
+
+    #[test]
+    fn a_view_gets_only_its_cells_and_the_same_bytes_as_its_neighbours() {
+        use shared::native::{PlayerPosition, ServerMessage};
+        let mut state = State::default();
+        let mut fanout = Fanout::default();
+        for id in 1..=3 {
+            state.join(PlayerInfo {
+                id,
+                name: format!("p{id}"),
+                kind: PlayerKind::Native,
+            });
+            fanout.subscribe(SubscriberKey::Player(id), &NATIVE_FRAMES);
+        }
+        let near = Region::around(Position::new(0, 0), 100);
+        let far = Region::around(Position::new(3000, 3000), 100);
+        assert!(fanout.set_view(SubscriberKey::Player(1), near));
+        assert!(fanout.set_view(SubscriberKey::Player(2), near));
+        assert!(fanout.set_view(SubscriberKey::Player(3), far));
+        assert!(
+            !fanout.set_view(SubscriberKey::Player(3), far),
+            "same region"
+        );
+        assert_eq!(fanout.viewers(), 3);
+        state.set_positions(1, &[Position::new(10, 10)]);
+        state.set_positions(3, &[Position::new(3000, 3000)]);
+        let events = state.take_log();
+        fanout.broadcast(&events, &state, 1 << 20);
+        let mut got: Vec<Vec<ServerMessage>> = (1..=3)
+            .map(|id| decode(&fanout.drain(SubscriberKey::Player(id), &state)))
+            .collect();
+        // The first delivery is the region's snapshot (taken after the
+        // broadcast, so it already has the new positions).
+        let snapshot_ids = |messages: &[ServerMessage]| -> Vec<ClientId> {
+            match &messages[0] {
+                ServerMessage::Snapshot { players } => players.iter().map(|p| p.info.id).collect(),
+                other => panic!("expected a snapshot, got {other:?}"),
+            }
+        };
+        assert_eq!(snapshot_ids(&got[0]), vec![1]);
+        assert_eq!(snapshot_ids(&got[2]), vec![3]);
+        got.clear();
+
+        state.set_positions(1, &[Position::new(11, 10)]);
+        state.set_positions(3, &[Position::new(3001, 3000)]);
+        state.set_positions(2, &[Position::new(20, 20)]);
+        let events = state.take_log();
+        fanout.broadcast(&events, &state, 1 << 20);
+        let outs: Vec<Outgoing> = (1..=3)
+            .map(|id| fanout.drain(SubscriberKey::Player(id), &state))
+            .collect();
+        assert_eq!(
+            outs[0].chunks, outs[1].chunks,
+            "neighbours get the same bytes"
+        );
+        let moved = |id, x, y| PlayerPosition {
+            id,
+            position: Position::new(x, y),
+        };
+        // Player 2 entered the near region: joined first, then every move
+        // of its cell in log order.
+        assert_eq!(
+            decode(&outs[0]),
+            vec![
+                ServerMessage::PlayerJoined(PlayerInfo {
+                    id: 2,
+                    name: "p2".into(),
+                    kind: PlayerKind::Native
+                }),
+                ServerMessage::Positions(vec![moved(1, 11, 10), moved(2, 20, 20)]),
+            ]
+        );
+        assert_eq!(
+            decode(&outs[2]),
+            vec![ServerMessage::Positions(vec![moved(3, 3001, 3000)])]
+        );
+        // Back to the whole world: a full snapshot, then everything.
+        assert!(fanout.set_view(SubscriberKey::Player(3), None));
+        assert_eq!(fanout.viewers(), 2);
+        let full = decode(&fanout.drain(SubscriberKey::Player(3), &state));
+        assert!(matches!(&full[..], [ServerMessage::Snapshot { players }] if players.len() == 3));
     }
 
     #[test]
@@ -360,7 +542,7 @@ mod tests {
         }];
         let mut resynced = 0;
         for _ in 0..100 {
-            resynced += fanout.broadcast(&left, 64);
+            resynced += fanout.broadcast(&left, &state, 64);
         }
         assert!(resynced > 0);
         assert!(fanout.queued_bytes(slow).unwrap() <= 64);

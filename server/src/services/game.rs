@@ -228,9 +228,13 @@ fn handle(
         }
         ClientMessage::Ping { nonce } => ServerMessage::Pong { nonce },
         ClientMessage::Pong { .. } => return Ok(false),
-        // Area of interest is not filtered yet: the full broadcast is a
-        // superset of any view.
-        ClientMessage::View { .. } => return Ok(false),
+        ClientMessage::View {
+            center,
+            half_extent,
+        } => {
+            member.set_view(center, half_extent);
+            return Ok(false);
+        }
         ClientMessage::Bye => return Err(Disconnect::ClientBye),
         ClientMessage::Hello { .. } => {
             return Err(Disconnect::ProtocolViolation("second Hello".to_owned()));

@@ -6,6 +6,7 @@
 //! bytes for every subscriber; see [`crate::fanout`] for how memory stays
 //! bounded when a subscriber falls behind.
 
+mod grid;
 mod state;
 
 use std::collections::HashMap;
@@ -20,7 +21,8 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use state::{Event, LOG_COMPACT_MIN, MAX_MOVES_PER_BROADCAST, Player, State};
+pub use grid::{CELL_SIZE, Cell, CellMap, MAX_VIEW_CELLS, Region};
+pub use state::{Crossing, Event, LOG_COMPACT_MIN, MAX_MOVES_PER_BROADCAST, Player, State};
 
 use crate::fanout::{self, Fanout, Outgoing, SubscriberKey, WireFormat};
 use crate::metrics::Counter;
@@ -170,7 +172,8 @@ impl World {
             replication.send_local(&events);
         }
         let limit = fanout::queue_limit(inner.state.player_count());
-        let resynced = inner.fanout.broadcast(&events, limit);
+        let Inner { state, fanout, .. } = &mut *inner;
+        let resynced = fanout.broadcast(&events, state, limit);
         self.resyncs.inc_by(resynced as u64);
         resynced
     }
@@ -443,6 +446,17 @@ impl Membership {
     /// Records positions this player sent, oldest first.
     pub fn set_positions(&self, positions: &[Position]) {
         self.subscription.world.set_positions(self.id, positions);
+    }
+
+    /// Sets this (native) player's area of interest: from now on it is sent
+    /// only the players in the grid cells overlapping `center ±
+    /// half_extent`, starting with a snapshot of them if that region
+    /// changed. A `half_extent` of 0, or a region past
+    /// [`MAX_VIEW_CELLS`], means the whole world.
+    pub fn set_view(&self, center: Position, half_extent: u16) {
+        let region = Region::around(center, half_extent);
+        let world = &self.subscription.world;
+        world.lock().fanout.set_view(self.subscription.key, region);
     }
 
     /// Resolves when there is something to send to this player.

@@ -9,6 +9,8 @@ use shared::ClientId;
 use shared::legacy::Position;
 use shared::native::PlayerInfo;
 
+use super::grid::{Cell, Grid, Region};
+
 /// Positions of one player that a single broadcast carries in full; past
 /// that, the player's newest position replaces its last one in the log.
 /// Bursts (several positions in one TCP read) are delivered whole; a client
@@ -51,27 +53,62 @@ pub struct Player {
     /// Moves of this player in the current log, and where its last one is.
     moves_in_log: u32,
     last_move_index: usize,
+    /// The grid cell of this player as of the last [`State::take_log`]
+    /// (`None`: it had no position then).
+    cell: Option<Cell>,
 }
 
-/// Every player and the events since the last [`State::take_log`].
+impl Player {
+    /// The grid cell this player was in at the last broadcast: what areas
+    /// of interest see, until the next one.
+    pub fn cell(&self) -> Option<Cell> {
+        self.cell
+    }
+}
+
+/// A player whose grid cell changed between two broadcasts: `from` is its
+/// cell at the previous one, `to` its cell now (`None`: no position yet,
+/// or gone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Crossing {
+    pub id: ClientId,
+    pub from: Option<Cell>,
+    pub to: Option<Cell>,
+}
+
+/// Every player and the events since the last [`State::take_log`], plus
+/// the grid index of where players were at that last take.
+///
+/// The grid is only updated by [`State::take_log`], for the players its log
+/// names, so its cost follows the changes, not the size of the world.
 #[derive(Debug, Default)]
 pub struct State {
     players: HashMap<ClientId, Player>,
     log: Vec<Event>,
+    grid: Grid,
+    /// Players that left (or were replaced) since the last take while in a
+    /// cell, to be taken out of the grid at the next one.
+    departed: Vec<(ClientId, Cell)>,
+    /// Cell changes found by the last [`State::take_log`].
+    crossings: Vec<Crossing>,
 }
 
 impl State {
     /// Adds a player (replacing one with the same id) and logs its arrival.
     pub fn join(&mut self, info: PlayerInfo) {
-        self.players.insert(
+        let replaced = self.players.insert(
             info.id,
             Player {
                 info: info.clone(),
                 position: None,
                 moves_in_log: 0,
                 last_move_index: 0,
+                cell: None,
             },
         );
+        if let Some(cell) = replaced.and_then(|p| p.cell) {
+            self.departed.push((info.id, cell));
+        }
         self.log.push(Event::Joined(info));
     }
 
@@ -106,6 +143,9 @@ impl State {
     /// Removes a player and logs its departure; `None` if it was not here.
     pub fn leave(&mut self, id: ClientId) -> Option<Player> {
         let player = self.players.remove(&id)?;
+        if let Some(cell) = player.cell {
+            self.departed.push((id, cell));
+        }
         self.log.push(Event::Left {
             id,
             had_position: player.position.is_some(),
@@ -125,12 +165,60 @@ impl State {
         }
     }
 
-    /// Takes the events since the last call, oldest first.
+    /// Takes the events since the last call, oldest first, and brings the
+    /// grid up to date: each player that moved or left is put in the cell
+    /// of its latest position (or none), and every change of cell is kept
+    /// in [`State::crossings`] until the next call. Costs what the log
+    /// holds, not what the world holds.
     pub fn take_log(&mut self) -> Vec<Event> {
-        for player in self.players.values_mut() {
-            player.moves_in_log = 0;
+        let log = std::mem::take(&mut self.log);
+        self.crossings.clear();
+        for (id, cell) in self.departed.drain(..) {
+            self.grid.relocate(id, Some(cell), None);
+            self.crossings.push(Crossing {
+                id,
+                from: Some(cell),
+                to: None,
+            });
         }
-        std::mem::take(&mut self.log)
+        for event in &log {
+            let Event::Moved(id, _) = event else {
+                continue;
+            };
+            let Some(player) = self.players.get_mut(id) else {
+                continue;
+            };
+            // Every player with moves in the log is named by one of them.
+            player.moves_in_log = 0;
+            let to = player.position.map(Cell::of);
+            if to != player.cell {
+                self.grid.relocate(*id, player.cell, to);
+                self.crossings.push(Crossing {
+                    id: *id,
+                    from: player.cell,
+                    to,
+                });
+                player.cell = to;
+            }
+        }
+        log
+    }
+
+    /// The cell changes found by the last [`State::take_log`], leaves
+    /// first, then in the order of the players' first moves.
+    pub fn crossings(&self) -> &[Crossing] {
+        &self.crossings
+    }
+
+    /// The players whose cell (as of the last [`State::take_log`]) is in
+    /// `region`, found through the grid.
+    pub fn players_in_region<'a>(
+        &'a self,
+        region: &'a Region,
+    ) -> impl Iterator<Item = &'a Player> + 'a {
+        self.grid
+            .players_in_region(region)
+            .filter_map(|id| self.players.get(&id))
     }
 
     /// Whether anything happened since the last [`State::take_log`].
@@ -324,6 +412,95 @@ mod tests {
             state.player(1).unwrap().position,
             Some(Position::new(-32767, -32767))
         );
+    }
+
+    fn cell(x: i16, y: i16) -> Option<Cell> {
+        Some(Cell::of(Position::new(x, y)))
+    }
+
+    #[test]
+    fn taking_the_log_indexes_latest_cells_and_reports_each_crossing_once() {
+        let mut state = State::default();
+        state.join(info(1));
+        state.join(info(2));
+        state.join(info(3));
+        state.set_positions(1, &[Position::new(1000, 1000), Position::new(10, 10)]);
+        state.set_positions(2, &[Position::new(500, 500)]);
+        state.take_log();
+        // A join's first position is a crossing from no cell; intermediate
+        // positions in the same batch are not; a player without a position
+        // is in no cell.
+        assert_eq!(
+            state.crossings(),
+            &[
+                Crossing {
+                    id: 1,
+                    from: None,
+                    to: cell(10, 10)
+                },
+                Crossing {
+                    id: 2,
+                    from: None,
+                    to: cell(500, 500)
+                },
+            ]
+        );
+        assert_eq!(state.player(3).unwrap().cell(), None);
+        let near = Region::around(Position::new(0, 0), 50).unwrap();
+        let ids = |state: &State| {
+            let mut ids: Vec<_> = state.players_in_region(&near).map(|p| p.info.id).collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(ids(&state), vec![1]);
+
+        // Moving inside a cell is no crossing; moving out is; leaving is.
+        state.set_positions(1, &[Position::new(20, 20)]);
+        state.set_positions(2, &[Position::new(30, 30)]);
+        state.take_log();
+        assert_eq!(
+            state.crossings(),
+            &[Crossing {
+                id: 2,
+                from: cell(500, 500),
+                to: cell(30, 30)
+            }]
+        );
+        assert_eq!(ids(&state), vec![1, 2]);
+        state.leave(1);
+        state.set_positions(2, &[Position::new(2000, 0)]);
+        state.take_log();
+        assert_eq!(
+            state.crossings(),
+            &[
+                Crossing {
+                    id: 1,
+                    from: cell(20, 20),
+                    to: None
+                },
+                Crossing {
+                    id: 2,
+                    from: cell(30, 30),
+                    to: cell(2000, 0)
+                },
+            ]
+        );
+        assert_eq!(ids(&state), Vec::<ClientId>::new());
+        // Nothing happened: no crossings.
+        state.take_log();
+        assert!(state.crossings().is_empty());
+    }
+
+    #[test]
+    fn a_player_that_comes_and_goes_between_two_takes_never_enters_the_grid() {
+        let mut state = State::default();
+        state.join(info(1));
+        state.set_positions(1, &[Position::new(5, 5)]);
+        state.leave(1);
+        state.take_log();
+        assert!(state.crossings().is_empty());
+        let everywhere = Region::around(Position::new(0, 0), 1000).unwrap();
+        assert_eq!(state.players_in_region(&everywhere).count(), 0);
     }
 
     #[test]

@@ -64,6 +64,14 @@ pub struct PositionsArgs {
     /// Native protocol clients (need --native-addr).
     #[arg(long, default_value_t = 0)]
     pub native_clients: usize,
+    /// Area-of-interest mode: native clients walk randomly in a square world
+    /// of this side (position units, up to 32767) and each sends a `View`.
+    /// Delivery and convergence checks are off (a client sees only its view).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(2..=32767))]
+    pub world_size: Option<u16>,
+    /// Half side of each native client's view (with --world-size).
+    #[arg(long, default_value_t = 200)]
+    pub view: u16,
     /// Connection attempts in progress at once.
     #[arg(long, default_value_t = 256)]
     pub connect_concurrency: usize,
@@ -149,6 +157,8 @@ impl PositionsArgs {
         config.label = self.common.label.clone();
         config.slo_p99_ms = self.slo_p99_ms;
         config.collapse_p99_ms = self.collapse_p99_ms;
+        config.world_size = self.world_size;
+        config.view_half_extent = self.view;
         Ok(config)
     }
 }

@@ -35,7 +35,7 @@ pub fn draw(
     let max_p99 = all.iter().map(|p| p.p99_ms).fold(slo_p99_ms, f64::max) * 2.0;
     let min_p99 = all
         .iter()
-        .map(|p| p.p99_ms)
+        .map(|p| p.p50_ms)
         .filter(|v| *v > 0.0)
         .fold(slo_p99_ms, f64::min)
         / 2.0;
@@ -43,7 +43,7 @@ pub fn draw(
 
     let mut latency = ChartBuilder::on(&left)
         .caption(
-            "own-echo latency p99 (10 Hz per client)",
+            "own-echo latency, median of runs: p99 solid, p50 dashed",
             ("sans-serif", 22),
         )
         .margin(15)
@@ -54,7 +54,7 @@ pub fn draw(
     latency
         .configure_mesh()
         .x_desc("clients")
-        .y_desc("p99 ms (log)")
+        .y_desc("ms (log)")
         .x_label_formatter(&|v| format!("{v:.0}"))
         .y_label_formatter(&|v| {
             if *v >= 1.0 {
@@ -110,6 +110,24 @@ pub fn draw(
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
         latency
             .draw_series(p99.iter().map(|&p| Circle::new(p, 4, color.filled())))
+            .map_err(|e| fail(&e))?;
+        let p50: Vec<(f64, f64)> = points
+            .iter()
+            .map(|p| (p.clients, p.p50_ms.max(min_p99)))
+            .collect();
+        latency
+            .draw_series(DashedLineSeries::new(
+                p50.clone(),
+                8,
+                5,
+                color.stroke_width(2),
+            ))
+            .map_err(|e| fail(&e))?;
+        latency
+            .draw_series(
+                p50.iter()
+                    .map(|&p| Circle::new(p, 3, color.stroke_width(1))),
+            )
             .map_err(|e| fail(&e))?;
         let rec: Vec<(f64, f64)> = points
             .iter()

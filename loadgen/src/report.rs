@@ -235,6 +235,7 @@ pub fn parse_entries(text: &str) -> Vec<Entry> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Point {
     pub clients: f64,
+    pub p50_ms: f64,
     pub p99_ms: f64,
     pub records_per_s: f64,
 }
@@ -250,29 +251,53 @@ pub fn servers(entries: &[Entry]) -> Vec<String> {
     out
 }
 
-/// Ladder and capacity points of one server, by client count (the ladder
-/// wins where both measured the same count).
+/// Ladder points of one server, by client count: the median of the repeats
+/// of each count (capacity probes only where the ladder has no point).
 pub fn points(entries: &[Entry], server: &str) -> Vec<Point> {
     let mut out: Vec<Point> = Vec::new();
     for section in ["ladder", "capacity"] {
-        for e in entries
+        let runs: Vec<&Value> = entries
             .iter()
             .filter(|e| e.server == server && e.section == section)
-        {
-            let r = &e.report;
-            let clients = num(r, &["clients_connected"]);
-            if clients <= 0.0 || out.iter().any(|p| p.clients == clients) {
+            .map(|e| &e.report)
+            .filter(|r| num(r, &["clients_connected"]) > 0.0)
+            .collect();
+        let mut counts: Vec<f64> = runs.iter().map(|r| num(r, &["clients"])).collect();
+        counts.sort_by(f64::total_cmp);
+        counts.dedup();
+        for clients in counts {
+            if out.iter().any(|p| p.clients == clients) {
                 continue;
             }
+            let same: Vec<&&Value> = runs
+                .iter()
+                .filter(|r| num(r, &["clients"]) == clients)
+                .collect();
+            let median_of = |path: &[&str]| median(same.iter().map(|r| num(r, path)).collect());
             out.push(Point {
                 clients,
-                p99_ms: num(r, &["echo", "p99_ms"]),
-                records_per_s: num(r, &["records_received_per_s"]),
+                p50_ms: median_of(&["echo", "p50_ms"]),
+                p99_ms: median_of(&["echo", "p99_ms"]),
+                records_per_s: median_of(&["records_received_per_s"]),
             });
         }
     }
     out.sort_by(|a, b| a.clients.total_cmp(&b.clients));
     out
+}
+
+/// Median (the mean of the middle two for an even count); 0 for none.
+pub fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    }
 }
 
 fn get<'a>(value: &'a Value, path: &[&str]) -> &'a Value {
@@ -487,11 +512,25 @@ not json
             points[0],
             Point {
                 clients: 50.0,
+                p50_ms: 0.2,
                 p99_ms: 0.5,
                 records_per_s: 25000.0
             }
         );
         assert_eq!(points[1].clients, 100.0);
+    }
+
+    #[test]
+    fn repeats_give_their_median() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median(vec![]), 0.0);
+        let lines = [1.0, 9.0, 2.0]
+            .map(|p99| format!(r#"{{"section":"ladder","server":"rust","report":{{"clients":20,"clients_connected":20,"echo":{{"p50_ms":0.1,"p99_ms":{p99}}}}}}}"#))
+            .join("\n");
+        let points = points(&parse_entries(&lines), "rust");
+        assert_eq!(points.len(), 1);
+        assert_eq!(points[0].p99_ms, 2.0);
     }
 
     #[test]

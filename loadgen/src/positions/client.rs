@@ -1,7 +1,7 @@
 //! One simulated player: connects (legacy or native), sends its positions on
 //! schedule, reads everything the server sends and keeps the tallies.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -31,6 +31,92 @@ pub(super) struct Client {
     pub(super) phase: watch::Receiver<Phase>,
     pub(super) id_tx: mpsc::UnboundedSender<Option<ClientId>>,
     pub(super) limit: Arc<Semaphore>,
+    /// Area-of-interest mode (native clients only): random walk and a view.
+    pub(super) world: Option<World>,
+}
+
+/// The area-of-interest world a native client walks in.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct World {
+    /// Side of the square world, in position units (positions in `0..size`).
+    pub(super) size: u16,
+    /// Half side of the client's view.
+    pub(super) view: u16,
+}
+
+/// Largest step of the random walk per tick, in position units per axis.
+const WALK_STEP: i32 = 10;
+/// A new `View` is sent once the client is this fraction of its half
+/// extent away from the last view's centre.
+const VIEW_RESEND_FRACTION: i32 = 4;
+
+/// A native client's random walk; echoes are matched by position.
+struct Walk {
+    world: World,
+    at: Position,
+    rng: u64,
+    /// Sent and not yet echoed: (position, sequence number, send tick µs).
+    pending: VecDeque<(Position, u32, u64)>,
+    view_center: Option<Position>,
+}
+
+impl Walk {
+    fn new(world: World, index: usize) -> Self {
+        let mut walk = Walk {
+            world,
+            at: Position::new(0, 0),
+            // Any non-zero seed; distinct per client.
+            rng: 0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9),
+            pending: VecDeque::new(),
+            view_center: None,
+        };
+        let size = i32::from(world.size.max(1));
+        walk.at = Position::new(walk.below(size) as i16, walk.below(size) as i16);
+        walk
+    }
+
+    /// xorshift64: a uniform number in `0..n` (n > 0), good enough for a walk.
+    fn below(&mut self, n: i32) -> i32 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng % n as u64) as i32
+    }
+
+    /// One step inside the world, never onto the current position (so
+    /// consecutive positions differ and an echo names one send).
+    fn step(&mut self) -> Position {
+        let max = i32::from(self.world.size.max(2)) - 1;
+        let dx = self.below(2 * WALK_STEP + 1) - WALK_STEP;
+        let dy = self.below(2 * WALK_STEP + 1) - WALK_STEP;
+        let (x0, y0) = (i32::from(self.at.x), i32::from(self.at.y));
+        let mut x = (x0 + dx).clamp(0, max);
+        let y = (y0 + dy).clamp(0, max);
+        if (x, y) == (x0, y0) {
+            x = if x0 > 0 { x0 - 1 } else { x0 + 1 };
+        }
+        self.at = Position::new(x as i16, y as i16);
+        self.at
+    }
+
+    /// The view to send now, if the client moved far enough since the last.
+    fn view_due(&mut self) -> Option<ClientMessage> {
+        let far = i32::from(self.world.view) / VIEW_RESEND_FRACTION;
+        let due = match self.view_center {
+            None => true,
+            Some(c) => {
+                (i32::from(c.x) - i32::from(self.at.x)).abs() > far
+                    || (i32::from(c.y) - i32::from(self.at.y)).abs() > far
+            }
+        };
+        due.then(|| {
+            self.view_center = Some(self.at);
+            ClientMessage::View {
+                center: self.at,
+                half_extent: self.world.view,
+            }
+        })
+    }
 }
 
 /// Why a client's connection ended early.
@@ -52,6 +138,11 @@ struct Player {
     drained: bool,
     load_end: Option<Instant>,
     finals_seen: HashSet<ClientId>,
+    /// Regular records are counted from the load phase on.
+    counting: bool,
+    /// Native: the players this client currently sees.
+    visible: HashSet<ClientId>,
+    walk: Option<Walk>,
     outcome: Outcome,
 }
 
@@ -77,6 +168,9 @@ impl Client {
         outcome.connected = true;
         let _ = self.id_tx.send(Some(id));
         let mut player = Player::new(id, self.shared.clone(), outcome);
+        if self.kind == Kind::Native {
+            player.walk = self.world.map(|world| Walk::new(world, self.index));
+        }
         let result = self.drive(&mut stream, &mut buf, &mut player).await;
         // Echoes that never came at all.
         let never_echoed = player.highest_sent.saturating_sub(player.last_echo);
@@ -96,6 +190,10 @@ impl Client {
             .load(Ordering::Acquire)
             .saturating_sub(1);
         outcome.finals_complete = player.finals_seen.len() >= others && others > 0;
+        if let Some(walk) = &player.walk {
+            // Sent and never echoed (the sequence-number count above is 0 here).
+            outcome.echoes_missed += walk.pending.len() as u64;
+        }
         outcome
     }
 
@@ -114,6 +212,9 @@ impl Client {
         let mut out = BytesMut::with_capacity(64);
         // Bytes that came with the greeting/handshake.
         self.process(buf, &mut native_codec, player, &mut out, Instant::now())?;
+        if let Some(view) = player.walk.as_mut().and_then(Walk::view_due) {
+            let _ = encode_frame(&view, &mut out);
+        }
         flush(stream, &mut out).await?;
         loop {
             tokio::select! {
@@ -131,6 +232,7 @@ impl Client {
                             t.set_missed_tick_behavior(MissedTickBehavior::Burst);
                             ticker = Some(t);
                             player.sending = true;
+                            player.counting = true;
                             player.load_end = Some(end);
                             load_end.as_mut().reset(end.into());
                         }
@@ -150,15 +252,23 @@ impl Client {
                     ticker = None;
                     player.stop_sending();
                 }
-                _ = next_tick(&mut ticker) => {
+                scheduled = next_tick(&mut ticker) => {
+                    let scheduled = scheduled.into_std();
                     let now = Instant::now();
-                    if player.load_end.is_some_and(|end| now >= end) {
+                    if player.load_end.is_some_and(|end| scheduled >= end) {
                         ticker = None;
                         player.stop_sending();
                         continue;
                     }
-                    let position = player.next_position(now);
+                    // Latency counts from the scheduled tick, not from when
+                    // this task got to run: a starved generator shows up as
+                    // latency (and as lateness), never hides it.
+                    player.outcome.lateness.record(now.saturating_duration_since(scheduled));
+                    let position = player.next_position(scheduled);
                     self.encode_position(position, &mut out);
+                    if let Some(view) = player.walk.as_mut().and_then(Walk::view_due) {
+                        let _ = encode_frame(&view, &mut out);
+                    }
                     flush(stream, &mut out).await?;
                 }
                 read = stream.read_buf(buf) => {
@@ -218,11 +328,14 @@ impl Client {
                             player.outcome.records_in_load += batch.len() as u64;
                         }
                         for entry in batch {
+                            player.see(entry.id);
                             player.on_record(PositionRecord::moved(entry.id, entry.position), now);
                         }
                     }
+                    ServerMessage::PlayerJoined(info) => player.see(info.id),
                     ServerMessage::Snapshot { players } => {
                         for state in players {
+                            player.see(state.info.id);
                             if let Some(position) = state.position {
                                 player
                                     .on_record(PositionRecord::moved(state.info.id, position), now);
@@ -230,6 +343,7 @@ impl Client {
                         }
                     }
                     ServerMessage::PlayerLeft { id } => {
+                        player.visible.remove(&id);
                         player.on_record(PositionRecord::leave(id), now);
                     }
                     ServerMessage::Ping { nonce } => {
@@ -258,17 +372,37 @@ impl Player {
             drained: false,
             load_end: None,
             finals_seen: HashSet::new(),
+            counting: false,
+            visible: HashSet::new(),
+            walk: None,
             outcome,
         }
     }
 
-    /// The next regular position to send, its send time noted.
-    fn next_position(&mut self, now: Instant) -> Position {
+    /// A message named player `id`: it is in this client's view.
+    fn see(&mut self, id: ClientId) {
+        if self.visible.insert(id) {
+            self.outcome.visible_max = self.outcome.visible_max.max(self.visible.len());
+        }
+    }
+
+    /// The next regular position to send, its (scheduled) send time noted.
+    fn next_position(&mut self, at: Instant) -> Position {
         self.highest_sent += 1;
         let seq = self.highest_sent;
-        self.sent_at[seq as usize % SEND_RING] = self.shared.micros_since_epoch(now);
+        let at_us = self.shared.micros_since_epoch(at);
         self.outcome.sent += 1;
-        encode_seq(seq)
+        match &mut self.walk {
+            Some(walk) => {
+                let position = walk.step();
+                walk.pending.push_back((position, seq, at_us));
+                position
+            }
+            None => {
+                self.sent_at[seq as usize % SEND_RING] = at_us;
+                encode_seq(seq)
+            }
+        }
     }
 
     fn stop_sending(&mut self) {
@@ -287,6 +421,9 @@ impl Player {
 
     fn on_record(&mut self, record: PositionRecord, now: Instant) {
         let ids = self.shared.ids.get();
+        if self.counting && !record.is_leave() && record.position() != FINAL {
+            self.outcome.records_delivered += 1;
+        }
         if record.id == self.id {
             self.on_own_record(record.position(), now);
         } else if record.is_leave() {
@@ -306,6 +443,10 @@ impl Player {
 
     fn on_own_record(&mut self, position: Position, now: Instant) {
         if position == FINAL {
+            return;
+        }
+        if self.walk.is_some() {
+            self.on_own_walk_record(position, now);
             return;
         }
         let Some(seq) = decode_seq(position).filter(|&s| s >= 1 && s <= self.highest_sent) else {
@@ -329,11 +470,38 @@ impl Player {
     }
 }
 
-async fn next_tick(ticker: &mut Option<Interval>) {
-    match ticker {
-        Some(ticker) => {
-            ticker.tick().await;
+impl Player {
+    /// Own echo in walk mode: matched to the oldest pending send at that
+    /// position; older pending sends were coalesced away (missed).
+    fn on_own_walk_record(&mut self, position: Position, now: Instant) {
+        let Some(walk) = self.walk.as_mut() else {
+            return;
+        };
+        let Some(index) = walk.pending.iter().position(|&(p, _, _)| p == position) else {
+            // A snapshot's copy of an already-echoed position, or unknown.
+            if walk.at != position {
+                self.outcome.anomalies.echo_unknown += 1;
+            }
+            return;
+        };
+        self.outcome.echoes_missed += index as u64;
+        let mut matched = None;
+        for _ in 0..=index {
+            matched = walk.pending.pop_front();
         }
+        if let Some((_, seq, sent_us)) = matched {
+            let now = self.shared.micros_since_epoch(now);
+            self.outcome.echoes.record_us(now.saturating_sub(sent_us));
+            self.last_echo = seq;
+        }
+        self.check_drained();
+    }
+}
+
+/// The next tick's scheduled time.
+async fn next_tick(ticker: &mut Option<Interval>) -> tokio::time::Instant {
+    match ticker {
+        Some(ticker) => ticker.tick().await,
         None => std::future::pending().await,
     }
 }

@@ -365,22 +365,25 @@ pub async fn run(config: PositionsConfig) -> Result<PositionsReport, RunError> {
         clients: connected,
         ..Convergence::default()
     };
-    while !aoi {
-        let live = connected.saturating_sub(shared.dead.load(Ordering::Acquire));
-        let movers = shared.finals_sent.load(Ordering::Acquire);
-        let expected = (movers * movers.saturating_sub(1)) as u64;
-        let seen = shared.finals_seen.load(Ordering::Acquire);
-        if movers >= live && seen >= expected {
-            let done = shared.micros_since_epoch(Instant::now());
-            let last = shared.last_final_sent_us.load(Ordering::Acquire);
-            convergence.converged = live > 0 && live == connected;
-            convergence.ms = Some(done.saturating_sub(last) as f64 / 1000.0);
-            break;
+    // In area-of-interest mode nobody sees everyone: no convergence check.
+    if !aoi {
+        loop {
+            let live = connected.saturating_sub(shared.dead.load(Ordering::Acquire));
+            let movers = shared.finals_sent.load(Ordering::Acquire);
+            let expected = (movers * movers.saturating_sub(1)) as u64;
+            let seen = shared.finals_seen.load(Ordering::Acquire);
+            if movers >= live && seen >= expected {
+                let done = shared.micros_since_epoch(Instant::now());
+                let last = shared.last_final_sent_us.load(Ordering::Acquire);
+                convergence.converged = live > 0 && live == connected;
+                convergence.ms = Some(done.saturating_sub(last) as f64 / 1000.0);
+                break;
+            }
+            if Instant::now() >= converge_deadline {
+                break;
+            }
+            sleep(Duration::from_millis(1)).await;
         }
-        if Instant::now() >= converge_deadline {
-            break;
-        }
-        sleep(Duration::from_millis(1)).await;
     }
     let movers = shared.finals_sent.load(Ordering::Acquire);
     convergence.pairs_expected = (movers * movers.saturating_sub(1)) as u64;

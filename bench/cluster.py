@@ -98,7 +98,9 @@ def run_point(bins, layout, clients, seconds):
 
 def summary(values):
     values = sorted(values)
-    return f"{statistics.median(values):.1f} ({values[0]:.1f}–{values[-1]:.1f})"
+    digits = 2 if values[-1] < 10 else 1
+    return (f"{statistics.median(values):.{digits}f} "
+            f"({values[0]:.{digits}f}–{values[-1]:.{digits}f})")
 
 
 def main():

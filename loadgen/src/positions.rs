@@ -5,7 +5,8 @@
 //! 1. **Connect**: every client connects (legacy: id greeting; native:
 //!    `Hello` → `Welcome`) and starts reading at once.
 //! 2. **Load**: for `seconds`, each client sends a position every `1/rate` s,
-//!    start phases staggered evenly over one period (a late tick is caught up
+//!    start phases staggered evenly over one period and paced by one thread
+//!    with precise sleeps (see `pacer`; a late tick is caught up
 //!    at once, so the offered load stays nominal). Every position encodes
 //!    the client's send sequence number, so its own echo gives a latency.
 //! 3. **Drain**: wait (bounded) until every client saw the echo of its last
@@ -29,10 +30,12 @@ use tokio::task::JoinSet;
 use tokio::time::{sleep, sleep_until};
 
 mod client;
+mod pacer;
 
 use crate::RunError;
 use crate::stats::{Latencies, LatencySummary, per_second, process_cpu_seconds};
 use client::Client;
+use pacer::Pacer;
 
 /// The final move: `y = -1` never occurs in a regular position (see [`encode_seq`]).
 pub(crate) const FINAL: Position = Position { x: 0, y: -1 };
@@ -284,6 +287,7 @@ pub async fn run(config: PositionsConfig) -> Result<PositionsReport, RunError> {
     let period = Duration::from_secs_f64(1.0 / config.rate_hz);
 
     let mut tasks = JoinSet::new();
+    let mut pacer = Pacer::new(period);
     for index in 0..total {
         // Several comma-separated addresses (cluster nodes) share the
         // clients round-robin; convergence then checks every node sees
@@ -304,8 +308,7 @@ pub async fn run(config: PositionsConfig) -> Result<PositionsReport, RunError> {
             kind,
             index,
             addr,
-            offset: period.mul_f64(index as f64 / total.max(1) as f64),
-            period,
+            ticks: pacer.add(period.mul_f64(index as f64 / total.max(1) as f64)),
             shared: shared.clone(),
             phase: phase_rx.clone(),
             id_tx: id_tx.clone(),
@@ -337,7 +340,12 @@ pub async fn run(config: PositionsConfig) -> Result<PositionsReport, RunError> {
     let start = Instant::now() + Duration::from_millis(200);
     let end = start + config.duration;
     let _ = phase_tx.send(Phase::Load { start, end });
+    let pacer = pacer.start(start, end);
     sleep_until(end.into()).await;
+    // The pacer ends with the load phase; a panic there would be a bug.
+    if let Ok(Err(panic)) = tokio::task::spawn_blocking(move || pacer.join()).await {
+        std::panic::resume_unwind(panic);
+    }
 
     // 3. Drain: every live client has seen its last echo.
     let drain_deadline = Instant::now() + config.drain_timeout;

@@ -13,7 +13,7 @@ use shared::native::{ClientMessage, FrameCodec, PROTOCOL_VERSION, ServerMessage,
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc, watch};
-use tokio::time::{Interval, MissedTickBehavior, interval_at, sleep_until, timeout};
+use tokio::time::{sleep_until, timeout};
 use tokio_util::codec::Decoder;
 
 use super::{FINAL, Kind, Outcome, Phase, SEND_RING, Shared, decode_seq, encode_seq};
@@ -24,9 +24,8 @@ pub(super) struct Client {
     pub(super) kind: Kind,
     pub(super) index: usize,
     pub(super) addr: String,
-    /// Where in the send period this client's ticks fall.
-    pub(super) offset: Duration,
-    pub(super) period: Duration,
+    /// Scheduled send instants, from the pacer during the load phase.
+    pub(super) ticks: mpsc::UnboundedReceiver<Instant>,
     pub(super) shared: Arc<Shared>,
     pub(super) phase: watch::Receiver<Phase>,
     pub(super) id_tx: mpsc::UnboundedSender<Option<ClientId>>,
@@ -203,7 +202,7 @@ impl Client {
         buf: &mut BytesMut,
         player: &mut Player,
     ) -> Result<(), Failure> {
-        let mut ticker: Option<Interval> = None;
+        let mut ticking = false;
         // One timer for the end of the load phase, armed when it starts (a
         // fresh `sleep` per loop turn would churn the timer wheel).
         let load_end = sleep_until(tokio::time::Instant::now() + Duration::from_secs(86_400 * 365));
@@ -224,20 +223,15 @@ impl Client {
                     let phase = if changed.is_ok() { *self.phase.borrow_and_update() } else { Phase::Stop };
                     match phase {
                         Phase::Connect => {}
-                        Phase::Load { start, end } => {
-                            let mut t = interval_at((start + self.offset).into(), self.period);
-                            // Burst: a late tick is caught up at once, so the offered
-                            // load stays `rate` per client even when this process
-                            // is starved of CPU (Delay would silently lower it).
-                            t.set_missed_tick_behavior(MissedTickBehavior::Burst);
-                            ticker = Some(t);
+                        Phase::Load { end, .. } => {
+                            ticking = true;
                             player.sending = true;
                             player.counting = true;
                             player.load_end = Some(end);
                             load_end.as_mut().reset(end.into());
                         }
                         Phase::Final => {
-                            ticker = None;
+                            ticking = false;
                             player.stop_sending();
                             self.encode_position(FINAL, &mut out);
                             flush(stream, &mut out).await?;
@@ -249,14 +243,17 @@ impl Client {
                     }
                 }
                 _ = &mut load_end, if player.sending => {
-                    ticker = None;
+                    ticking = false;
                     player.stop_sending();
                 }
-                scheduled = next_tick(&mut ticker) => {
-                    let scheduled = scheduled.into_std();
+                scheduled = self.ticks.recv(), if ticking => {
+                    let Some(scheduled) = scheduled else {
+                        ticking = false; // the pacer is done
+                        continue;
+                    };
                     let now = Instant::now();
                     if player.load_end.is_some_and(|end| scheduled >= end) {
-                        ticker = None;
+                        ticking = false;
                         player.stop_sending();
                         continue;
                     }
@@ -499,13 +496,6 @@ impl Player {
 }
 
 /// The next tick's scheduled time.
-async fn next_tick(ticker: &mut Option<Interval>) -> tokio::time::Instant {
-    match ticker {
-        Some(ticker) => ticker.tick().await,
-        None => std::future::pending().await,
-    }
-}
-
 async fn flush(stream: &mut TcpStream, out: &mut BytesMut) -> Result<(), Failure> {
     if out.is_empty() {
         return Ok(());

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use shared::ClientId;
-use shared::legacy::{Position, PositionRecord, PositionRecordCodec};
+use shared::legacy::{Position, PositionRecord};
 use shared::native::{ClientMessage, FrameCodec, PROTOCOL_VERSION, ServerMessage, encode_frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -306,12 +306,20 @@ impl Client {
         let in_load = player.load_end.is_some_and(|end| now < end);
         match self.kind {
             Kind::Legacy => {
-                while let Ok(Some(record)) = PositionRecordCodec.decode(buf) {
-                    if in_load {
-                        player.outcome.records_in_load += 1;
-                    }
-                    player.on_record(record, now);
+                // Whole records straight from the buffer, consumed in one
+                // step: at 2,000 clients this loop sees 40 M records/s, and
+                // decoding them one `BytesMut::advance` at a time took 40 %
+                // of the generator's CPU (perf).
+                let whole = buf.len() - buf.len() % PositionRecord::SIZE;
+                for chunk in buf[..whole].chunks_exact(PositionRecord::SIZE) {
+                    let bytes = <[u8; PositionRecord::SIZE]>::try_from(chunk)
+                        .expect("chunks_exact gives whole records");
+                    player.on_record(PositionRecord::from_bytes(bytes), now);
                 }
+                if in_load {
+                    player.outcome.records_in_load += (whole / PositionRecord::SIZE) as u64;
+                }
+                buf.advance(whole);
             }
             Kind::Native => loop {
                 let message = match native_codec.decode(buf) {
@@ -416,9 +424,23 @@ impl Player {
         }
     }
 
+    #[inline]
     fn on_record(&mut self, record: PositionRecord, now: Instant) {
+        let regular = !record.is_leave() && record.position() != FINAL;
+        if regular && record.id != self.id && self.finals_seen.is_empty() {
+            // The common case, kept small enough to inline into the decode
+            // loop: another client's move, nothing to check.
+            self.outcome.records_delivered += u64::from(self.counting);
+        } else {
+            self.on_special_record(record, regular, now);
+        }
+    }
+
+    /// Own echoes, leaves, final moves and moves after a final one.
+    #[inline(never)]
+    fn on_special_record(&mut self, record: PositionRecord, regular: bool, now: Instant) {
         let ids = self.shared.ids.get();
-        if self.counting && !record.is_leave() && record.position() != FINAL {
+        if self.counting && regular {
             self.outcome.records_delivered += 1;
         }
         if record.id == self.id {

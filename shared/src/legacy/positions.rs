@@ -119,6 +119,15 @@ impl PositionRecord {
         out
     }
 
+    /// The inverse of [`PositionRecord::to_bytes`].
+    pub fn from_bytes(bytes: [u8; Self::SIZE]) -> Self {
+        PositionRecord {
+            id: i32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
+            x: i16::from_le_bytes([bytes[4], bytes[5]]),
+            y: i16::from_le_bytes([bytes[6], bytes[7]]),
+        }
+    }
+
     pub fn encode(self, dst: &mut BytesMut) {
         dst.put_i32_le(self.id);
         dst.put_i16_le(self.x);
@@ -148,6 +157,19 @@ impl Decoder for PositionRecordCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn record_bytes_round_trip_like_python_struct() {
+        // struct.pack('<ihh', 7, -2, 300)
+        let bytes = [7, 0, 0, 0, 0xfe, 0xff, 0x2c, 0x01];
+        let record = PositionRecord {
+            id: 7,
+            x: -2,
+            y: 300,
+        };
+        assert_eq!(PositionRecord::from_bytes(bytes), record);
+        assert_eq!(record.to_bytes(), bytes);
+    }
 
     #[test]
     fn position_matches_python_struct() {

@@ -75,7 +75,7 @@ fn make_report(args: &ReportArgs) -> Result<(), String> {
             })
             .filter(|(_, points)| !points.is_empty())
             .collect();
-        plot::draw(&series, 50.0, path).map_err(|e| e.to_string())?;
+        plot::draw(&series, report::slo_p99_ms(&entries), path).map_err(|e| e.to_string())?;
     }
     Ok(())
 }

@@ -94,8 +94,20 @@ struct Batch {
 enum Queued {
     /// The batch every subscriber of a format shares.
     Shared(Arc<Batch>),
-    /// What a subscriber with a view gets of a batch (native frames).
-    InView(Encoded),
+    /// A batch cut by cell, for a subscriber with a view: its part is put
+    /// together when it is taken, out of the world's lock. `bytes`: the
+    /// most that part holds.
+    Cells { news: Arc<CellNews>, bytes: usize },
+}
+
+/// What [`Fanout::take`] took for one subscriber, to be turned into bytes
+/// ([`Taken::encode`]) once the world's lock is released.
+#[derive(Debug)]
+pub struct Taken {
+    format: usize,
+    view: Option<Region>,
+    snapshot: Option<Encoded>,
+    queued: VecDeque<Queued>,
 }
 
 #[derive(Debug)]
@@ -223,12 +235,17 @@ impl Fanout {
                 })
                 .collect(),
         });
+        let news = news.map(Arc::new);
         let mut resynced = 0;
         for subscriber in self.subscribers.values_mut() {
             let (woke, resync) = match (&subscriber.view, &news) {
                 (Some(region), Some(news)) => {
-                    let delivery = news.for_region(region);
-                    subscriber.push(Queued::InView(delivery), limit)
+                    let bytes = news.size_for(region);
+                    let queued = Queued::Cells {
+                        news: Arc::clone(news),
+                        bytes,
+                    };
+                    subscriber.push(queued, limit)
                 }
                 _ => subscriber.push(Queued::Shared(Arc::clone(&batch)), limit),
             };
@@ -243,34 +260,35 @@ impl Fanout {
     }
 
     /// Takes everything queued for `key`: a snapshot if it is owed one, then
-    /// the batches in order.
-    pub fn drain(&mut self, key: SubscriberKey, state: &State) -> Outgoing {
-        let mut out = Outgoing::default();
-        let Some(subscriber) = self.subscribers.get_mut(&key) else {
-            return out;
-        };
-        if let Some(owed) = subscriber.resync.take() {
-            let snapshot = match &subscriber.view {
-                Some(region) => native::encode_region_snapshot(state, region),
-                None => self.formats[subscriber.format].encode_snapshot(state, &owed),
-            };
-            out.chunks.push(snapshot.bytes);
-            out.messages += snapshot.messages;
-        }
+    /// the batches in order. Only the snapshot is encoded here (it needs
+    /// `state`); the rest is put together by [`Taken::encode`], which needs
+    /// neither `state` nor the fanout.
+    pub fn take(&mut self, key: SubscriberKey, state: &State) -> Option<Taken> {
+        let subscriber = self.subscribers.get_mut(&key)?;
+        let snapshot = subscriber.resync.take().map(|owed| match &subscriber.view {
+            Some(region) => native::encode_region_snapshot(state, region),
+            None => self.formats[subscriber.format].encode_snapshot(state, &owed),
+        });
         subscriber.queued_bytes = 0;
-        for queued in subscriber.queue.drain(..) {
-            if let Some(encoded) = queued.encoded(subscriber.format) {
-                out.chunks.push(encoded.bytes.clone());
-                out.messages += encoded.messages;
-            }
-        }
+        let taken = Taken {
+            format: subscriber.format,
+            view: subscriber.view,
+            snapshot,
+            queued: std::mem::take(&mut subscriber.queue),
+        };
         if subscriber.pending {
             subscriber.pending = false;
             if subscriber.woken_by == self.generation {
                 self.undrained = self.undrained.saturating_sub(1);
             }
         }
-        out
+        Some(taken)
+    }
+
+    /// [`Fanout::take`] and [`Taken::encode`] at once.
+    #[cfg(test)]
+    fn drain(&mut self, key: SubscriberKey, state: &State) -> Outgoing {
+        self.take(key, state).map(Taken::encode).unwrap_or_default()
     }
 
     fn note_drained(&mut self, gone: &Subscriber) {
@@ -299,12 +317,35 @@ impl Fanout {
     }
 }
 
+impl Taken {
+    /// The bytes to send, in order: the snapshot, then every batch (a
+    /// view's part of a cut batch is put together here).
+    pub fn encode(self) -> Outgoing {
+        let mut out = Outgoing::default();
+        let parts = self
+            .snapshot
+            .into_iter()
+            .chain(self.queued.into_iter().filter_map(|queued| match queued {
+                Queued::Shared(batch) => batch.encoded[self.format].clone(),
+                Queued::Cells { news, .. } => self.view.map(|region| news.for_region(&region)),
+            }));
+        for part in parts {
+            if !part.bytes.is_empty() {
+                out.chunks.push(part.bytes);
+                out.messages += part.messages;
+            }
+        }
+        out
+    }
+}
+
 impl Queued {
-    /// The bytes for a subscriber of format number `format`.
-    fn encoded(&self, format: usize) -> Option<&Encoded> {
+    /// The most bytes this delivery holds for a subscriber of format
+    /// number `format`.
+    fn bytes(&self, format: usize) -> usize {
         match self {
-            Queued::Shared(batch) => batch.encoded[format].as_ref(),
-            Queued::InView(encoded) => Some(encoded),
+            Queued::Shared(batch) => batch.encoded[format].as_ref().map_or(0, |e| e.bytes.len()),
+            Queued::Cells { bytes, .. } => *bytes,
         }
     }
 
@@ -314,7 +355,7 @@ impl Queued {
             Queued::Shared(batch) => &batch.left_with_position,
             // A view's resync is a native snapshot, which replaces the
             // whole view: nothing is owed.
-            Queued::InView(_) => &[],
+            Queued::Cells { .. } => &[],
         }
     }
 }
@@ -328,13 +369,11 @@ impl Subscriber {
             self.wake.notify_one();
             return (true, false);
         }
-        let Some(encoded) = queued.encoded(self.format) else {
-            return (false, false);
-        };
-        if encoded.bytes.is_empty() {
+        let bytes = queued.bytes(self.format);
+        if bytes == 0 {
             return (false, false);
         }
-        self.queued_bytes += encoded.bytes.len();
+        self.queued_bytes += bytes;
         self.queue.push_back(queued);
         let mut resynced = false;
         if self.queued_bytes > limit {

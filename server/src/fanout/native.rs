@@ -3,11 +3,17 @@
 //!
 //! Native clients with an area of interest get the same frames cut by grid
 //! cell instead ([`CellNews`]): each cell's moves encoded once, shared by
-//! every client whose view covers the cell.
+//! every client whose view covers the cell, and joined into one
+//! `Positions` frame per client and broadcast.
+
+use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
 use shared::ClientId;
-use shared::native::{PlayerPosition, PlayerState, ServerMessage, encode_frame};
+use shared::native::{
+    PlayerPosition, PlayerState, ServerMessage, encode_frame, encode_position_entries,
+    encode_positions_frame,
+};
 
 use super::{Encoded, WireFormat};
 use crate::world::{Cell, CellMap, Event, Region, State};
@@ -81,21 +87,45 @@ struct CrossingFrames {
     joined: Option<Bytes>,
 }
 
+impl CrossingFrames {
+    /// The most this crossing adds to one view's delivery.
+    fn max_len(&self) -> usize {
+        self.left
+            .len()
+            .max(self.joined.as_ref().map_or(0, Bytes::len))
+    }
+}
+
 /// What happened in one grid cell during one broadcast.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct CellEntry {
-    /// One `Positions` frame: the moves of the players now in this cell.
-    moves: Option<Bytes>,
+    cell: Cell,
+    /// The moves of the players now in this cell, encoded once as pieces
+    /// of a `Positions` frame ([`encode_position_entries`]), and how many.
+    moves: Bytes,
+    move_count: usize,
     /// Crossings into or out of this cell (indices into `crossings`).
     crossings: Vec<usize>,
 }
 
+/// Bytes of a `Positions` frame besides its entries: length, tag, count.
+const POSITIONS_FRAME_OVERHEAD: usize = 4 + 1 + 9;
+
 /// One broadcast cut by grid cell, for native clients with a view. Built
-/// once per broadcast, in time proportional to the broadcast's events;
-/// each view then reads only the cells it covers.
+/// once per broadcast, in time proportional to the broadcast's events.
+///
+/// The cells with news are kept sorted row by row, so the part of a region
+/// is one slice per row of the region, found by binary search: what a view
+/// costs follows its rows and the news it gets, not the size of the world.
+/// Queueing a view's part costs only its size ([`CellNews::size_for`]);
+/// the bytes are put together by the view's own connection
+/// ([`CellNews::for_region`]), out of the world's lock.
 #[derive(Debug, Default)]
 pub struct CellNews {
-    cells: CellMap<CellEntry>,
+    /// Sorted by (row, col).
+    entries: Vec<CellEntry>,
+    /// `bytes_before[i]`: the most a view can get from `entries[..i]`.
+    bytes_before: Vec<usize>,
     crossings: Vec<CrossingFrames>,
 }
 
@@ -103,7 +133,6 @@ impl CellNews {
     /// Cuts `events` (just taken from `state`, whose grid and crossings
     /// are up to date) by the cell each moving player is in now.
     pub fn build(events: &[Event], state: &State) -> CellNews {
-        let mut news = CellNews::default();
         let mut moves: CellMap<Vec<PlayerPosition>> = CellMap::default();
         for event in events {
             if let Event::Moved(id, position) = *event
@@ -115,74 +144,129 @@ impl CellNews {
                     .push(PlayerPosition { id, position });
             }
         }
-        for (cell, moves) in moves {
-            news.cells.entry(cell).or_default().moves =
-                Some(frame_bytes(&ServerMessage::Positions(moves)));
-        }
+        let mut cells: CellMap<CellEntry> = moves
+            .into_iter()
+            .map(|(cell, moves)| {
+                let mut bytes = BytesMut::new();
+                if let Err(err) = encode_position_entries(&moves, &mut bytes) {
+                    tracing::error!(cause = %err, "could not encode a cell's moves");
+                }
+                let entry = CellEntry {
+                    cell,
+                    moves: bytes.freeze(),
+                    move_count: moves.len(),
+                    crossings: Vec::new(),
+                };
+                (cell, entry)
+            })
+            .collect();
+        let mut crossings = Vec::with_capacity(state.crossings().len());
         for crossing in state.crossings() {
-            let index = news.crossings.len();
+            let index = crossings.len();
             let joined = crossing
                 .to
                 .and(state.player(crossing.id))
                 .map(|p| frame_bytes(&ServerMessage::PlayerJoined(p.info.clone())));
-            news.crossings.push(CrossingFrames {
+            crossings.push(CrossingFrames {
                 from: crossing.from,
                 to: crossing.to,
                 left: frame_bytes(&ServerMessage::PlayerLeft { id: crossing.id }),
                 joined,
             });
             for cell in [crossing.from, crossing.to].into_iter().flatten() {
-                news.cells.entry(cell).or_default().crossings.push(index);
+                cells
+                    .entry(cell)
+                    .or_insert_with(|| CellEntry {
+                        cell,
+                        moves: Bytes::new(),
+                        move_count: 0,
+                        crossings: Vec::new(),
+                    })
+                    .crossings
+                    .push(index);
             }
         }
-        news
+        let mut entries: Vec<CellEntry> = cells.into_values().collect();
+        entries.sort_unstable_by_key(|entry| (entry.cell.row, entry.cell.col));
+        let mut bytes_before = Vec::with_capacity(entries.len() + 1);
+        let mut total = 0;
+        bytes_before.push(total);
+        for entry in &entries {
+            total += entry.moves.len();
+            total += entry
+                .crossings
+                .iter()
+                .map(|&i| crossings[i].max_len())
+                .sum::<usize>();
+            bytes_before.push(total);
+        }
+        CellNews {
+            entries,
+            bytes_before,
+            crossings,
+        }
+    }
+
+    /// The entries of each row of `region`, in order: one slice per row.
+    fn rows<'a>(&'a self, region: &'a Region) -> impl Iterator<Item = Range<usize>> + 'a {
+        let (min, max) = region.bounds();
+        (min.row..=max.row).filter_map(move |row| {
+            let key = |entry: &CellEntry| (entry.cell.row, entry.cell.col);
+            let start = self.entries.partition_point(|e| key(e) < (row, min.col));
+            let end = start + self.entries[start..].partition_point(|e| key(e) <= (row, max.col));
+            (start < end).then_some(start..end)
+        })
+    }
+
+    /// The most [`CellNews::for_region`] gives `region`; 0 when it gets
+    /// nothing. Costs two binary searches per row of the region.
+    pub fn size_for(&self, region: &Region) -> usize {
+        let bytes: usize = self
+            .rows(region)
+            .map(|rows| self.bytes_before[rows.end] - self.bytes_before[rows.start])
+            .sum();
+        if bytes == 0 {
+            0
+        } else {
+            bytes + POSITIONS_FRAME_OVERHEAD
+        }
     }
 
     /// What a client viewing `region` is sent for this broadcast: a
     /// `PlayerLeft` for each player that left the region, a `PlayerJoined`
-    /// for each that entered it, then the moves of every cell of the region.
-    /// Looks at whichever is fewer: the region's cells or the cells with
-    /// news.
+    /// for each that entered it, then one `Positions` frame of the moves
+    /// of every cell of the region, row by row. Each cell's moves were
+    /// encoded once, in [`CellNews::build`]; here they are only copied.
     pub fn for_region(&self, region: &Region) -> Encoded {
-        // Row by row either way: the same cells in the same order for every
-        // viewer of them.
-        let entries: Vec<(Cell, &CellEntry)> = if region.cell_count() as usize <= self.cells.len() {
-            region
-                .cells()
-                .filter_map(|cell| self.cells.get(&cell).map(|entry| (cell, entry)))
-                .collect()
-        } else {
-            let mut entries: Vec<_> = self
-                .cells
-                .iter()
-                .filter(|(cell, _)| region.contains(**cell))
-                .map(|(cell, entry)| (*cell, entry))
-                .collect();
-            entries.sort_unstable_by_key(|(cell, _)| (cell.row, cell.col));
-            entries
-        };
-        let mut out = BytesMut::new();
+        let mut out = BytesMut::with_capacity(self.size_for(region));
         let mut messages = 0;
-        for (cell, entry) in &entries {
-            for crossing in entry.crossings.iter().map(|&i| &self.crossings[i]) {
-                let frame = if crossing.from == Some(*cell) && !region.sees(crossing.to) {
-                    Some(&crossing.left)
-                } else if crossing.to == Some(*cell) && !region.sees(crossing.from) {
-                    crossing.joined.as_ref()
-                } else {
-                    None
-                };
-                if let Some(frame) = frame {
-                    out.extend_from_slice(frame);
-                    messages += 1;
+        let mut move_count = 0;
+        for rows in self.rows(region) {
+            for entry in &self.entries[rows] {
+                move_count += entry.move_count;
+                for crossing in entry.crossings.iter().map(|&i| &self.crossings[i]) {
+                    let frame = if crossing.from == Some(entry.cell) && !region.sees(crossing.to) {
+                        Some(&crossing.left)
+                    } else if crossing.to == Some(entry.cell) && !region.sees(crossing.from) {
+                        crossing.joined.as_ref()
+                    } else {
+                        None
+                    };
+                    if let Some(frame) = frame {
+                        out.extend_from_slice(frame);
+                        messages += 1;
+                    }
                 }
             }
         }
-        for (_, entry) in &entries {
-            if let Some(moves) = &entry.moves {
-                out.extend_from_slice(moves);
-                messages += 1;
+        if move_count > 0 {
+            let pieces = self
+                .rows(region)
+                .flat_map(|rows| self.entries[rows].iter().map(|entry| &entry.moves[..]));
+            if let Err(err) = encode_positions_frame(move_count, pieces, &mut out) {
+                tracing::error!(cause = %err, "could not encode a view's moves");
             }
+            messages += 1;
         }
         Encoded {
             bytes: out.freeze(),
@@ -226,5 +310,121 @@ pub fn push_frame(message: &ServerMessage, out: &mut BytesMut) {
     // Encoding our own message types into memory cannot fail.
     if let Err(err) = encode_frame(message, out) {
         tracing::error!(cause = %err, "could not encode a broadcast frame");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use shared::legacy::Position;
+    use shared::native::{FrameCodec, PlayerInfo, PlayerKind};
+    use tokio_util::codec::Decoder;
+
+    use super::*;
+
+    fn decode(bytes: &Bytes) -> Vec<ServerMessage> {
+        let mut buf = BytesMut::from(&bytes[..]);
+        let mut codec = FrameCodec::<ServerMessage>::default();
+        let mut messages = Vec::new();
+        while let Some(message) = codec.decode(&mut buf).unwrap() {
+            messages.push(message);
+        }
+        assert!(buf.is_empty());
+        messages
+    }
+
+    /// What `region` should get, worked out player by player: leaves and
+    /// joins of the crossings, then every move whose player is now in the
+    /// region, row by row and in log order within a cell.
+    fn expected(events: &[Event], state: &State, region: &Region) -> Vec<ServerMessage> {
+        let mut messages = Vec::new();
+        let mut crossings: Vec<(Cell, usize, ServerMessage)> = Vec::new();
+        for (order, c) in state.crossings().iter().enumerate() {
+            if let Some(from) = c.from.filter(|&f| region.contains(f) && !region.sees(c.to)) {
+                crossings.push((from, order, ServerMessage::PlayerLeft { id: c.id }));
+            }
+            if let Some(to) = c.to.filter(|&t| region.contains(t) && !region.sees(c.from)) {
+                let info = state.player(c.id).unwrap().info.clone();
+                crossings.push((to, order, ServerMessage::PlayerJoined(info)));
+            }
+        }
+        crossings.sort_by_key(|(cell, order, _)| (cell.row, cell.col, *order));
+        messages.extend(crossings.into_iter().map(|(_, _, m)| m));
+        let mut moves: Vec<(Cell, usize, PlayerPosition)> = events
+            .iter()
+            .enumerate()
+            .filter_map(|(order, event)| match *event {
+                Event::Moved(id, position) => {
+                    let cell = state.player(id)?.cell()?;
+                    region
+                        .contains(cell)
+                        .then_some((cell, order, PlayerPosition { id, position }))
+                }
+                _ => None,
+            })
+            .collect();
+        moves.sort_by_key(|(cell, order, _)| (cell.row, cell.col, *order));
+        if !moves.is_empty() {
+            messages.push(ServerMessage::Positions(
+                moves.into_iter().map(|(_, _, m)| m).collect(),
+            ));
+        }
+        messages
+    }
+
+    #[test]
+    fn a_region_gets_its_crossings_then_one_positions_frame_of_its_cells() {
+        let mut rng = StdRng::seed_from_u64(12);
+        let mut state = State::default();
+        let spot = |rng: &mut StdRng| {
+            Position::new(rng.random_range(-300..300), rng.random_range(-300..300))
+        };
+        for id in 1..=200 {
+            state.join(PlayerInfo {
+                id,
+                name: format!("p{id}"),
+                kind: PlayerKind::Native,
+            });
+            state.set_positions(id, &[spot(&mut rng)]);
+        }
+        state.take_log();
+        for _round in 0..5 {
+            for id in 1..=200 {
+                match rng.random_range(0..10) {
+                    0 => {
+                        state.leave(id);
+                    }
+                    1..=5 => state.set_positions(id, &[spot(&mut rng), spot(&mut rng)]),
+                    _ => {}
+                }
+            }
+            let events = state.take_log();
+            let news = CellNews::build(&events, &state);
+            for _ in 0..200 {
+                let center = spot(&mut rng);
+                let region = Region::around(center, rng.random_range(1..200)).unwrap();
+                let got = news.for_region(&region);
+                let want = expected(&events, &state, &region);
+                assert_eq!(decode(&got.bytes), want, "region {region:?}");
+                assert_eq!(got.messages, want.len() as u64);
+                let size = news.size_for(&region);
+                assert!(got.bytes.len() <= size, "{} > {size}", got.bytes.len());
+                assert_eq!(
+                    size == 0,
+                    got.bytes.is_empty(),
+                    "nothing queued for nothing"
+                );
+            }
+            for id in 1..=200 {
+                if state.player(id).is_none() {
+                    state.join(PlayerInfo {
+                        id,
+                        name: format!("p{id}"),
+                        kind: PlayerKind::Native,
+                    });
+                }
+            }
+        }
     }
 }

@@ -212,8 +212,16 @@ impl Fanout {
     /// every subscriber; subscribers with a view get the cells of their
     /// region, cut once per broadcast from `state` (whose log `events` just
     /// were). Returns how many subscribers had to be resynchronised because
-    /// their queue passed `limit` bytes.
-    pub fn broadcast(&mut self, events: &[Event], state: &State, limit: usize) -> usize {
+    /// their queue passed `limit` bytes. The subscribers that have something
+    /// new are added to `woken`, for the caller to wake once it has let go
+    /// of the world: thousands of wake-ups need not hold the lock.
+    pub fn broadcast(
+        &mut self,
+        events: &[Event],
+        state: &State,
+        limit: usize,
+        woken: &mut Vec<Arc<Notify>>,
+    ) -> usize {
         self.generation += 1;
         self.undrained = 0;
         let news = (self.viewers > 0).then(|| CellNews::build(events, state));
@@ -250,6 +258,9 @@ impl Fanout {
                 _ => subscriber.push(Queued::Shared(Arc::clone(&batch)), limit),
             };
             resynced += usize::from(resync);
+            if woke {
+                woken.push(Arc::clone(&subscriber.wake));
+            }
             if woke && !subscriber.pending {
                 subscriber.pending = true;
                 subscriber.woken_by = self.generation;
@@ -361,12 +372,11 @@ impl Queued {
 }
 
 impl Subscriber {
-    /// Queues a delivery; returns whether the subscriber was woken, and
-    /// whether it had to be resynchronised.
+    /// Queues a delivery; returns whether the subscriber is to be woken,
+    /// and whether it had to be resynchronised.
     fn push(&mut self, queued: Queued, limit: usize) -> (bool, bool) {
         if let Some(owed) = &mut self.resync {
             owed.extend_from_slice(queued.left_with_position());
-            self.wake.notify_one();
             return (true, false);
         }
         let bytes = queued.bytes(self.format);
@@ -381,7 +391,6 @@ impl Subscriber {
             self.resync = Some(owed);
             resynced = true;
         }
-        self.wake.notify_one();
         (true, resynced)
     }
 
@@ -428,6 +437,7 @@ mod tests {
             &[joined(4), Event::Moved(4, Position::new(1, 2))],
             &state,
             1 << 20,
+            &mut Vec::new(),
         );
         let legacy: Vec<Outgoing> = [1, 2, 3]
             .map(|id| fanout.drain(SubscriberKey::Player(id), &state))
@@ -452,17 +462,17 @@ mod tests {
         fanout.drain(a, &state);
         fanout.drain(b, &state);
         let moved = [Event::Moved(1, Position::new(1, 1))];
-        fanout.broadcast(&moved, &state, 1 << 20);
+        fanout.broadcast(&moved, &state, 1 << 20, &mut Vec::new());
         assert_eq!(fanout.undrained(), 2);
         fanout.drain(a, &state);
         assert_eq!(fanout.undrained(), 1);
         // `b` is stuck: the next broadcast does not wait for it again.
-        fanout.broadcast(&moved, &state, 1 << 20);
+        fanout.broadcast(&moved, &state, 1 << 20, &mut Vec::new());
         assert_eq!(fanout.undrained(), 1, "only `a` is waited for");
         fanout.drain(a, &state);
         assert_eq!(fanout.undrained(), 0);
         // A subscriber that leaves is not waited for either.
-        fanout.broadcast(&moved, &state, 1 << 20);
+        fanout.broadcast(&moved, &state, 1 << 20, &mut Vec::new());
         fanout.unsubscribe(a);
         assert_eq!(fanout.undrained(), 0);
     }
@@ -506,7 +516,7 @@ mod tests {
         state.set_positions(1, &[Position::new(10, 10)]);
         state.set_positions(3, &[Position::new(3000, 3000)]);
         let events = state.take_log();
-        fanout.broadcast(&events, &state, 1 << 20);
+        fanout.broadcast(&events, &state, 1 << 20, &mut Vec::new());
         let mut got: Vec<Vec<ServerMessage>> = (1..=3)
             .map(|id| decode(&fanout.drain(SubscriberKey::Player(id), &state)))
             .collect();
@@ -526,7 +536,7 @@ mod tests {
         state.set_positions(3, &[Position::new(3001, 3000)]);
         state.set_positions(2, &[Position::new(20, 20)]);
         let events = state.take_log();
-        fanout.broadcast(&events, &state, 1 << 20);
+        fanout.broadcast(&events, &state, 1 << 20, &mut Vec::new());
         let outs: Vec<Outgoing> = (1..=3)
             .map(|id| fanout.drain(SubscriberKey::Player(id), &state))
             .collect();
@@ -563,6 +573,37 @@ mod tests {
     }
 
     #[test]
+    fn broadcast_names_for_waking_only_the_subscribers_with_news() {
+        let mut state = State::default();
+        let mut fanout = Fanout::default();
+        let mut wakes = Vec::new();
+        for id in 1..=3 {
+            state.join(PlayerInfo {
+                id,
+                name: format!("p{id}"),
+                kind: PlayerKind::Native,
+            });
+            wakes.push(fanout.subscribe(SubscriberKey::Player(id), &NATIVE_FRAMES));
+        }
+        let near = Region::around(Position::new(0, 0), 100);
+        let far = Region::around(Position::new(3000, 3000), 100);
+        fanout.set_view(SubscriberKey::Player(1), near);
+        fanout.set_view(SubscriberKey::Player(2), far);
+        for id in 1..=3 {
+            fanout.drain(SubscriberKey::Player(id), &state);
+        }
+        state.set_positions(1, &[Position::new(10, 10)]);
+        let events = state.take_log();
+        let mut woken = Vec::new();
+        fanout.broadcast(&events, &state, 1 << 20, &mut woken);
+        let named = |i: usize| woken.iter().any(|w| Arc::ptr_eq(w, &wakes[i]));
+        assert!(named(0), "the near view has news");
+        assert!(!named(1), "the far view has none");
+        assert!(named(2), "no view: everything");
+        assert_eq!(woken.len(), 2);
+    }
+
+    #[test]
     fn a_laggard_is_resynchronised_and_keeps_its_leave_markers() {
         let mut fanout = Fanout::default();
         let mut state = State::default();
@@ -581,7 +622,7 @@ mod tests {
         }];
         let mut resynced = 0;
         for _ in 0..100 {
-            resynced += fanout.broadcast(&left, &state, 64);
+            resynced += fanout.broadcast(&left, &state, 64, &mut Vec::new());
         }
         assert!(resynced > 0);
         assert!(fanout.queued_bytes(slow).unwrap() <= 64);

@@ -175,7 +175,12 @@ impl World {
         }
         let limit = fanout::queue_limit(inner.state.player_count());
         let Inner { state, fanout, .. } = &mut *inner;
-        let resynced = fanout.broadcast(&events, state, limit);
+        let mut woken = Vec::with_capacity(fanout.len());
+        let resynced = fanout.broadcast(&events, state, limit, &mut woken);
+        drop(inner);
+        for wake in woken {
+            wake.notify_one();
+        }
         self.resyncs.inc_by(resynced as u64);
         resynced
     }

@@ -111,15 +111,23 @@ struct CellEntry {
 /// Bytes of a `Positions` frame besides its entries: length, tag, count.
 const POSITIONS_FRAME_OVERHEAD: usize = 4 + 1 + 9;
 
+/// Most cells of the rectangle around the cells with news, per cell with
+/// news, for which [`CellNews`] keeps a table of sums over the rectangle.
+/// Players spread over a world of any size fill it; a few players far
+/// apart would not, and use the binary searches instead.
+const SUM_TABLE_CELLS_PER_ENTRY: usize = 64;
+
 /// One broadcast cut by grid cell, for native clients with a view. Built
-/// once per broadcast, in time proportional to the broadcast's events.
+/// once per broadcast, in time proportional to the broadcast's events (and
+/// to the rectangle the news covers, at most [`SUM_TABLE_CELLS_PER_ENTRY`]
+/// cells per cell with news).
 ///
 /// The cells with news are kept sorted row by row, so the part of a region
 /// is one slice per row of the region, found by binary search: what a view
 /// costs follows its rows and the news it gets, not the size of the world.
-/// Queueing a view's part costs only its size ([`CellNews::size_for`]);
-/// the bytes are put together by the view's own connection
-/// ([`CellNews::for_region`]), out of the world's lock.
+/// Queueing a view's part costs only its size ([`CellNews::size_for`]),
+/// four reads of a table of sums; the bytes are put together by the view's
+/// own connection ([`CellNews::for_region`]), out of the world's lock.
 #[derive(Debug, Default)]
 pub struct CellNews {
     /// Sorted by (row, col).
@@ -127,6 +135,82 @@ pub struct CellNews {
     /// `bytes_before[i]`: the most a view can get from `entries[..i]`.
     bytes_before: Vec<usize>,
     crossings: Vec<CrossingFrames>,
+    sums: Option<SumTable>,
+}
+
+/// Sums of bytes over every rectangle of cells from `origin`: what a region
+/// gets, in four reads whatever its size.
+#[derive(Debug)]
+struct SumTable {
+    origin: Cell,
+    cols: usize,
+    rows: usize,
+    /// `below[r * (cols + 1) + c]`: the bytes of the cells of rows
+    /// `..r` and columns `..c` (counted from `origin`).
+    below: Vec<usize>,
+}
+
+impl SumTable {
+    /// A table over the rectangle of `entries` (sorted by row, then
+    /// column), or `None` if that rectangle is too sparse.
+    fn build(entries: &[CellEntry], bytes: impl Fn(usize) -> usize) -> Option<SumTable> {
+        let first = entries.first()?.cell;
+        let last = entries.last()?.cell;
+        let (min_col, max_col) = entries.iter().fold((first.col, first.col), |(lo, hi), e| {
+            (lo.min(e.cell.col), hi.max(e.cell.col))
+        });
+        let cols = (i32::from(max_col) - i32::from(min_col) + 1) as usize;
+        let rows = (i32::from(last.row) - i32::from(first.row) + 1) as usize;
+        if cols * rows > SUM_TABLE_CELLS_PER_ENTRY * entries.len().max(64) {
+            return None;
+        }
+        let origin = Cell {
+            col: min_col,
+            row: first.row,
+        };
+        let width = cols + 1;
+        let mut below = vec![0; width * (rows + 1)];
+        for (i, entry) in entries.iter().enumerate() {
+            let r = (i32::from(entry.cell.row) - i32::from(origin.row)) as usize;
+            let c = (i32::from(entry.cell.col) - i32::from(origin.col)) as usize;
+            below[(r + 1) * width + c + 1] = bytes(i);
+        }
+        for r in 1..=rows {
+            for c in 1..=cols {
+                below[r * width + c] += below[(r - 1) * width + c] + below[r * width + c - 1]
+                    - below[(r - 1) * width + c - 1];
+            }
+        }
+        Some(SumTable {
+            origin,
+            cols,
+            rows,
+            below,
+        })
+    }
+
+    /// The bytes of the cells of `region`.
+    fn sum(&self, region: &Region) -> usize {
+        let (min, max) = region.bounds();
+        let clamp = |value: i32, origin: i16, len: usize| {
+            (value - i32::from(origin)).clamp(0, len as i32) as usize
+        };
+        // Half-open ranges of the table's rows and columns.
+        let (r0, r1) = (
+            clamp(i32::from(min.row), self.origin.row, self.rows),
+            clamp(i32::from(max.row) + 1, self.origin.row, self.rows),
+        );
+        let (c0, c1) = (
+            clamp(i32::from(min.col), self.origin.col, self.cols),
+            clamp(i32::from(max.col) + 1, self.origin.col, self.cols),
+        );
+        if r0 >= r1 || c0 >= c1 {
+            return 0;
+        }
+        let width = self.cols + 1;
+        let at = |r: usize, c: usize| self.below[r * width + c];
+        at(r1, c1) + at(r0, c0) - at(r0, c1) - at(r1, c0)
+    }
 }
 
 impl CellNews {
@@ -200,10 +284,12 @@ impl CellNews {
                 .sum::<usize>();
             bytes_before.push(total);
         }
+        let sums = SumTable::build(&entries, |i| bytes_before[i + 1] - bytes_before[i]);
         CellNews {
             entries,
             bytes_before,
             crossings,
+            sums,
         }
     }
 
@@ -219,12 +305,16 @@ impl CellNews {
     }
 
     /// The most [`CellNews::for_region`] gives `region`; 0 when it gets
-    /// nothing. Costs two binary searches per row of the region.
+    /// nothing. Four reads of the table of sums, or, without one, two
+    /// binary searches per row of the region.
     pub fn size_for(&self, region: &Region) -> usize {
-        let bytes: usize = self
-            .rows(region)
-            .map(|rows| self.bytes_before[rows.end] - self.bytes_before[rows.start])
-            .sum();
+        let bytes: usize = match &self.sums {
+            Some(sums) => sums.sum(region),
+            None => self
+                .rows(region)
+                .map(|rows| self.bytes_before[rows.end] - self.bytes_before[rows.start])
+                .sum(),
+        };
         if bytes == 0 {
             0
         } else {
@@ -373,6 +463,43 @@ mod tests {
         messages
     }
 
+    fn size_by_rows(news: &CellNews, region: &Region) -> usize {
+        let bytes: usize = news
+            .rows(region)
+            .map(|rows| news.bytes_before[rows.end] - news.bytes_before[rows.start])
+            .sum();
+        if bytes == 0 {
+            0
+        } else {
+            bytes + POSITIONS_FRAME_OVERHEAD
+        }
+    }
+
+    #[test]
+    fn players_far_apart_are_sized_without_a_table() {
+        let mut state = State::default();
+        let corners = [(-32000, -32000), (32000, 32000), (-32000, 32000), (5, 5)];
+        for (id, (x, y)) in (1..).zip(corners) {
+            state.join(PlayerInfo {
+                id,
+                name: format!("p{id}"),
+                kind: PlayerKind::Native,
+            });
+            state.set_positions(id, &[Position::new(x, y)]);
+        }
+        let events = state.take_log();
+        let news = CellNews::build(&events, &state);
+        assert!(news.sums.is_none(), "a table of a million cells for four");
+        for (x, y) in corners {
+            let region = Region::around(Position::new(x, y), 100).unwrap();
+            let got = news.for_region(&region);
+            assert_eq!(decode(&got.bytes).len(), 2, "joined, then the move");
+            assert!(got.bytes.len() <= news.size_for(&region));
+        }
+        let empty = Region::around(Position::new(1000, 1000), 100).unwrap();
+        assert_eq!(news.size_for(&empty), 0);
+    }
+
     #[test]
     fn a_region_gets_its_crossings_then_one_positions_frame_of_its_cells() {
         let mut rng = StdRng::seed_from_u64(12);
@@ -409,6 +536,12 @@ mod tests {
                 assert_eq!(decode(&got.bytes), want, "region {region:?}");
                 assert_eq!(got.messages, want.len() as u64);
                 let size = news.size_for(&region);
+                assert!(news.sums.is_some(), "players close together: a table");
+                assert_eq!(
+                    size,
+                    size_by_rows(&news, &region),
+                    "table and searches agree"
+                );
                 assert!(got.bytes.len() <= size, "{} > {size}", got.bytes.len());
                 assert_eq!(
                     size == 0,

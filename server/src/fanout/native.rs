@@ -148,7 +148,12 @@ struct SumTable {
     /// `below[r * (cols + 1) + c]`: the bytes of the cells of rows
     /// `..r` and columns `..c` (counted from `origin`).
     below: Vec<usize>,
+    /// `entry_at[r * cols + c]`: the index of the entry of that cell, or
+    /// [`NO_ENTRY`].
+    entry_at: Vec<u32>,
 }
+
+const NO_ENTRY: u32 = u32::MAX;
 
 impl SumTable {
     /// A table over the rectangle of `entries` (sorted by row, then
@@ -170,10 +175,12 @@ impl SumTable {
         };
         let width = cols + 1;
         let mut below = vec![0; width * (rows + 1)];
+        let mut entry_at = vec![NO_ENTRY; cols * rows];
         for (i, entry) in entries.iter().enumerate() {
             let r = (i32::from(entry.cell.row) - i32::from(origin.row)) as usize;
             let c = (i32::from(entry.cell.col) - i32::from(origin.col)) as usize;
             below[(r + 1) * width + c + 1] = bytes(i);
+            entry_at[r * cols + c] = i as u32;
         }
         for r in 1..=rows {
             for c in 1..=cols {
@@ -186,11 +193,35 @@ impl SumTable {
             cols,
             rows,
             below,
+            entry_at,
         })
     }
 
     /// The bytes of the cells of `region`.
     fn sum(&self, region: &Region) -> usize {
+        let Some((rows, cols)) = self.span(region) else {
+            return 0;
+        };
+        let width = self.cols + 1;
+        let at = |r: usize, c: usize| self.below[r * width + c];
+        at(rows.end, cols.end) + at(rows.start, cols.start)
+            - at(rows.start, cols.end)
+            - at(rows.end, cols.start)
+    }
+
+    /// The entries of the cells of `region`, row by row.
+    fn entries_in(&self, region: &Region) -> impl Iterator<Item = usize> + '_ {
+        let (rows, cols) = self.span(region).unwrap_or_default();
+        rows.flat_map(move |r| {
+            self.entry_at[r * self.cols + cols.start..r * self.cols + cols.end]
+                .iter()
+                .filter(|&&i| i != NO_ENTRY)
+                .map(|&i| i as usize)
+        })
+    }
+
+    /// The rows and columns of the table (from `origin`) in `region`.
+    fn span(&self, region: &Region) -> Option<(Range<usize>, Range<usize>)> {
         let (min, max) = region.bounds();
         let clamp = |value: i32, origin: i16, len: usize| {
             (value - i32::from(origin)).clamp(0, len as i32) as usize
@@ -204,12 +235,7 @@ impl SumTable {
             clamp(i32::from(min.col), self.origin.col, self.cols),
             clamp(i32::from(max.col) + 1, self.origin.col, self.cols),
         );
-        if r0 >= r1 || c0 >= c1 {
-            return 0;
-        }
-        let width = self.cols + 1;
-        let at = |r: usize, c: usize| self.below[r * width + c];
-        at(r1, c1) + at(r0, c0) - at(r0, c1) - at(r1, c0)
+        (r0 < r1 && c0 < c1).then_some((r0..r1, c0..c1))
     }
 }
 
@@ -328,31 +354,34 @@ impl CellNews {
     /// of every cell of the region, row by row. Each cell's moves were
     /// encoded once, in [`CellNews::build`]; here they are only copied.
     pub fn for_region(&self, region: &Region) -> Encoded {
+        let entries: Vec<&CellEntry> = match &self.sums {
+            Some(sums) => sums.entries_in(region).map(|i| &self.entries[i]).collect(),
+            None => self
+                .rows(region)
+                .flat_map(|rows| &self.entries[rows])
+                .collect(),
+        };
         let mut out = BytesMut::with_capacity(self.size_for(region));
         let mut messages = 0;
         let mut move_count = 0;
-        for rows in self.rows(region) {
-            for entry in &self.entries[rows] {
-                move_count += entry.move_count;
-                for crossing in entry.crossings.iter().map(|&i| &self.crossings[i]) {
-                    let frame = if crossing.from == Some(entry.cell) && !region.sees(crossing.to) {
-                        Some(&crossing.left)
-                    } else if crossing.to == Some(entry.cell) && !region.sees(crossing.from) {
-                        crossing.joined.as_ref()
-                    } else {
-                        None
-                    };
-                    if let Some(frame) = frame {
-                        out.extend_from_slice(frame);
-                        messages += 1;
-                    }
+        for &entry in &entries {
+            move_count += entry.move_count;
+            for crossing in entry.crossings.iter().map(|&i| &self.crossings[i]) {
+                let frame = if crossing.from == Some(entry.cell) && !region.sees(crossing.to) {
+                    Some(&crossing.left)
+                } else if crossing.to == Some(entry.cell) && !region.sees(crossing.from) {
+                    crossing.joined.as_ref()
+                } else {
+                    None
+                };
+                if let Some(frame) = frame {
+                    out.extend_from_slice(frame);
+                    messages += 1;
                 }
             }
         }
         if move_count > 0 {
-            let pieces = self
-                .rows(region)
-                .flat_map(|rows| self.entries[rows].iter().map(|entry| &entry.moves[..]));
+            let pieces = entries.iter().map(|entry| &entry.moves[..]);
             if let Err(err) = encode_positions_frame(move_count, pieces, &mut out) {
                 tracing::error!(cause = %err, "could not encode a view's moves");
             }

@@ -94,8 +94,20 @@ struct Batch {
 enum Queued {
     /// The batch every subscriber of a format shares.
     Shared(Arc<Batch>),
-    /// What a subscriber with a view gets of a batch (native frames).
-    InView(Encoded),
+    /// A batch cut by cell, for a subscriber with a view: its part is put
+    /// together when it is taken, out of the world's lock. `bytes`: the
+    /// most that part holds.
+    Cells { news: Arc<CellNews>, bytes: usize },
+}
+
+/// What [`Fanout::take`] took for one subscriber, to be turned into bytes
+/// ([`Taken::encode`]) once the world's lock is released.
+#[derive(Debug)]
+pub struct Taken {
+    format: usize,
+    view: Option<Region>,
+    snapshot: Option<Encoded>,
+    queued: VecDeque<Queued>,
 }
 
 #[derive(Debug)]
@@ -200,8 +212,16 @@ impl Fanout {
     /// every subscriber; subscribers with a view get the cells of their
     /// region, cut once per broadcast from `state` (whose log `events` just
     /// were). Returns how many subscribers had to be resynchronised because
-    /// their queue passed `limit` bytes.
-    pub fn broadcast(&mut self, events: &[Event], state: &State, limit: usize) -> usize {
+    /// their queue passed `limit` bytes. The subscribers that have something
+    /// new are added to `woken`, for the caller to wake once it has let go
+    /// of the world: thousands of wake-ups need not hold the lock.
+    pub fn broadcast(
+        &mut self,
+        events: &[Event],
+        state: &State,
+        limit: usize,
+        woken: &mut Vec<Arc<Notify>>,
+    ) -> usize {
         self.generation += 1;
         self.undrained = 0;
         let news = (self.viewers > 0).then(|| CellNews::build(events, state));
@@ -223,16 +243,24 @@ impl Fanout {
                 })
                 .collect(),
         });
+        let news = news.map(Arc::new);
         let mut resynced = 0;
         for subscriber in self.subscribers.values_mut() {
             let (woke, resync) = match (&subscriber.view, &news) {
                 (Some(region), Some(news)) => {
-                    let delivery = news.for_region(region);
-                    subscriber.push(Queued::InView(delivery), limit)
+                    let bytes = news.size_for(region);
+                    let queued = Queued::Cells {
+                        news: Arc::clone(news),
+                        bytes,
+                    };
+                    subscriber.push(queued, limit)
                 }
                 _ => subscriber.push(Queued::Shared(Arc::clone(&batch)), limit),
             };
             resynced += usize::from(resync);
+            if woke {
+                woken.push(Arc::clone(&subscriber.wake));
+            }
             if woke && !subscriber.pending {
                 subscriber.pending = true;
                 subscriber.woken_by = self.generation;
@@ -243,34 +271,35 @@ impl Fanout {
     }
 
     /// Takes everything queued for `key`: a snapshot if it is owed one, then
-    /// the batches in order.
-    pub fn drain(&mut self, key: SubscriberKey, state: &State) -> Outgoing {
-        let mut out = Outgoing::default();
-        let Some(subscriber) = self.subscribers.get_mut(&key) else {
-            return out;
-        };
-        if let Some(owed) = subscriber.resync.take() {
-            let snapshot = match &subscriber.view {
-                Some(region) => native::encode_region_snapshot(state, region),
-                None => self.formats[subscriber.format].encode_snapshot(state, &owed),
-            };
-            out.chunks.push(snapshot.bytes);
-            out.messages += snapshot.messages;
-        }
+    /// the batches in order. Only the snapshot is encoded here (it needs
+    /// `state`); the rest is put together by [`Taken::encode`], which needs
+    /// neither `state` nor the fanout.
+    pub fn take(&mut self, key: SubscriberKey, state: &State) -> Option<Taken> {
+        let subscriber = self.subscribers.get_mut(&key)?;
+        let snapshot = subscriber.resync.take().map(|owed| match &subscriber.view {
+            Some(region) => native::encode_region_snapshot(state, region),
+            None => self.formats[subscriber.format].encode_snapshot(state, &owed),
+        });
         subscriber.queued_bytes = 0;
-        for queued in subscriber.queue.drain(..) {
-            if let Some(encoded) = queued.encoded(subscriber.format) {
-                out.chunks.push(encoded.bytes.clone());
-                out.messages += encoded.messages;
-            }
-        }
+        let taken = Taken {
+            format: subscriber.format,
+            view: subscriber.view,
+            snapshot,
+            queued: std::mem::take(&mut subscriber.queue),
+        };
         if subscriber.pending {
             subscriber.pending = false;
             if subscriber.woken_by == self.generation {
                 self.undrained = self.undrained.saturating_sub(1);
             }
         }
-        out
+        Some(taken)
+    }
+
+    /// [`Fanout::take`] and [`Taken::encode`] at once.
+    #[cfg(test)]
+    fn drain(&mut self, key: SubscriberKey, state: &State) -> Outgoing {
+        self.take(key, state).map(Taken::encode).unwrap_or_default()
     }
 
     fn note_drained(&mut self, gone: &Subscriber) {
@@ -299,12 +328,35 @@ impl Fanout {
     }
 }
 
+impl Taken {
+    /// The bytes to send, in order: the snapshot, then every batch (a
+    /// view's part of a cut batch is put together here).
+    pub fn encode(self) -> Outgoing {
+        let mut out = Outgoing::default();
+        let parts = self
+            .snapshot
+            .into_iter()
+            .chain(self.queued.into_iter().filter_map(|queued| match queued {
+                Queued::Shared(batch) => batch.encoded[self.format].clone(),
+                Queued::Cells { news, .. } => self.view.map(|region| news.for_region(&region)),
+            }));
+        for part in parts {
+            if !part.bytes.is_empty() {
+                out.chunks.push(part.bytes);
+                out.messages += part.messages;
+            }
+        }
+        out
+    }
+}
+
 impl Queued {
-    /// The bytes for a subscriber of format number `format`.
-    fn encoded(&self, format: usize) -> Option<&Encoded> {
+    /// The most bytes this delivery holds for a subscriber of format
+    /// number `format`.
+    fn bytes(&self, format: usize) -> usize {
         match self {
-            Queued::Shared(batch) => batch.encoded[format].as_ref(),
-            Queued::InView(encoded) => Some(encoded),
+            Queued::Shared(batch) => batch.encoded[format].as_ref().map_or(0, |e| e.bytes.len()),
+            Queued::Cells { bytes, .. } => *bytes,
         }
     }
 
@@ -314,27 +366,24 @@ impl Queued {
             Queued::Shared(batch) => &batch.left_with_position,
             // A view's resync is a native snapshot, which replaces the
             // whole view: nothing is owed.
-            Queued::InView(_) => &[],
+            Queued::Cells { .. } => &[],
         }
     }
 }
 
 impl Subscriber {
-    /// Queues a delivery; returns whether the subscriber was woken, and
-    /// whether it had to be resynchronised.
+    /// Queues a delivery; returns whether the subscriber is to be woken,
+    /// and whether it had to be resynchronised.
     fn push(&mut self, queued: Queued, limit: usize) -> (bool, bool) {
         if let Some(owed) = &mut self.resync {
             owed.extend_from_slice(queued.left_with_position());
-            self.wake.notify_one();
             return (true, false);
         }
-        let Some(encoded) = queued.encoded(self.format) else {
-            return (false, false);
-        };
-        if encoded.bytes.is_empty() {
+        let bytes = queued.bytes(self.format);
+        if bytes == 0 {
             return (false, false);
         }
-        self.queued_bytes += encoded.bytes.len();
+        self.queued_bytes += bytes;
         self.queue.push_back(queued);
         let mut resynced = false;
         if self.queued_bytes > limit {
@@ -342,7 +391,6 @@ impl Subscriber {
             self.resync = Some(owed);
             resynced = true;
         }
-        self.wake.notify_one();
         (true, resynced)
     }
 
@@ -389,6 +437,7 @@ mod tests {
             &[joined(4), Event::Moved(4, Position::new(1, 2))],
             &state,
             1 << 20,
+            &mut Vec::new(),
         );
         let legacy: Vec<Outgoing> = [1, 2, 3]
             .map(|id| fanout.drain(SubscriberKey::Player(id), &state))
@@ -413,17 +462,17 @@ mod tests {
         fanout.drain(a, &state);
         fanout.drain(b, &state);
         let moved = [Event::Moved(1, Position::new(1, 1))];
-        fanout.broadcast(&moved, &state, 1 << 20);
+        fanout.broadcast(&moved, &state, 1 << 20, &mut Vec::new());
         assert_eq!(fanout.undrained(), 2);
         fanout.drain(a, &state);
         assert_eq!(fanout.undrained(), 1);
         // `b` is stuck: the next broadcast does not wait for it again.
-        fanout.broadcast(&moved, &state, 1 << 20);
+        fanout.broadcast(&moved, &state, 1 << 20, &mut Vec::new());
         assert_eq!(fanout.undrained(), 1, "only `a` is waited for");
         fanout.drain(a, &state);
         assert_eq!(fanout.undrained(), 0);
         // A subscriber that leaves is not waited for either.
-        fanout.broadcast(&moved, &state, 1 << 20);
+        fanout.broadcast(&moved, &state, 1 << 20, &mut Vec::new());
         fanout.unsubscribe(a);
         assert_eq!(fanout.undrained(), 0);
     }
@@ -467,7 +516,7 @@ mod tests {
         state.set_positions(1, &[Position::new(10, 10)]);
         state.set_positions(3, &[Position::new(3000, 3000)]);
         let events = state.take_log();
-        fanout.broadcast(&events, &state, 1 << 20);
+        fanout.broadcast(&events, &state, 1 << 20, &mut Vec::new());
         let mut got: Vec<Vec<ServerMessage>> = (1..=3)
             .map(|id| decode(&fanout.drain(SubscriberKey::Player(id), &state)))
             .collect();
@@ -487,7 +536,7 @@ mod tests {
         state.set_positions(3, &[Position::new(3001, 3000)]);
         state.set_positions(2, &[Position::new(20, 20)]);
         let events = state.take_log();
-        fanout.broadcast(&events, &state, 1 << 20);
+        fanout.broadcast(&events, &state, 1 << 20, &mut Vec::new());
         let outs: Vec<Outgoing> = (1..=3)
             .map(|id| fanout.drain(SubscriberKey::Player(id), &state))
             .collect();
@@ -524,6 +573,37 @@ mod tests {
     }
 
     #[test]
+    fn broadcast_names_for_waking_only_the_subscribers_with_news() {
+        let mut state = State::default();
+        let mut fanout = Fanout::default();
+        let mut wakes = Vec::new();
+        for id in 1..=3 {
+            state.join(PlayerInfo {
+                id,
+                name: format!("p{id}"),
+                kind: PlayerKind::Native,
+            });
+            wakes.push(fanout.subscribe(SubscriberKey::Player(id), &NATIVE_FRAMES));
+        }
+        let near = Region::around(Position::new(0, 0), 100);
+        let far = Region::around(Position::new(3000, 3000), 100);
+        fanout.set_view(SubscriberKey::Player(1), near);
+        fanout.set_view(SubscriberKey::Player(2), far);
+        for id in 1..=3 {
+            fanout.drain(SubscriberKey::Player(id), &state);
+        }
+        state.set_positions(1, &[Position::new(10, 10)]);
+        let events = state.take_log();
+        let mut woken = Vec::new();
+        fanout.broadcast(&events, &state, 1 << 20, &mut woken);
+        let named = |i: usize| woken.iter().any(|w| Arc::ptr_eq(w, &wakes[i]));
+        assert!(named(0), "the near view has news");
+        assert!(!named(1), "the far view has none");
+        assert!(named(2), "no view: everything");
+        assert_eq!(woken.len(), 2);
+    }
+
+    #[test]
     fn a_laggard_is_resynchronised_and_keeps_its_leave_markers() {
         let mut fanout = Fanout::default();
         let mut state = State::default();
@@ -542,7 +622,7 @@ mod tests {
         }];
         let mut resynced = 0;
         for _ in 0..100 {
-            resynced += fanout.broadcast(&left, &state, 64);
+            resynced += fanout.broadcast(&left, &state, 64, &mut Vec::new());
         }
         assert!(resynced > 0);
         assert!(fanout.queued_bytes(slow).unwrap() <= 64);

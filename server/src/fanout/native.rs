@@ -3,11 +3,17 @@
 //!
 //! Native clients with an area of interest get the same frames cut by grid
 //! cell instead ([`CellNews`]): each cell's moves encoded once, shared by
-//! every client whose view covers the cell.
+//! every client whose view covers the cell, and joined into one
+//! `Positions` frame per client and broadcast.
+
+use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
 use shared::ClientId;
-use shared::native::{PlayerPosition, PlayerState, ServerMessage, encode_frame};
+use shared::native::{
+    PlayerPosition, PlayerState, ServerMessage, encode_frame, encode_position_entries,
+    encode_positions_frame,
+};
 
 use super::{Encoded, WireFormat};
 use crate::world::{Cell, CellMap, Event, Region, State};
@@ -81,29 +87,162 @@ struct CrossingFrames {
     joined: Option<Bytes>,
 }
 
+impl CrossingFrames {
+    /// The most this crossing adds to one view's delivery.
+    fn max_len(&self) -> usize {
+        self.left
+            .len()
+            .max(self.joined.as_ref().map_or(0, Bytes::len))
+    }
+}
+
 /// What happened in one grid cell during one broadcast.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct CellEntry {
-    /// One `Positions` frame: the moves of the players now in this cell.
-    moves: Option<Bytes>,
+    cell: Cell,
+    /// The moves of the players now in this cell, encoded once as pieces
+    /// of a `Positions` frame ([`encode_position_entries`]), and how many.
+    moves: Bytes,
+    move_count: usize,
     /// Crossings into or out of this cell (indices into `crossings`).
     crossings: Vec<usize>,
 }
 
+/// Bytes of a `Positions` frame besides its entries: length, tag, count.
+const POSITIONS_FRAME_OVERHEAD: usize = 4 + 1 + 9;
+
+/// Most cells of the rectangle around the cells with news, per cell with
+/// news, for which [`CellNews`] keeps a table of sums over the rectangle.
+/// Players spread over a world of any size fill it; a few players far
+/// apart would not, and use the binary searches instead.
+const SUM_TABLE_CELLS_PER_ENTRY: usize = 64;
+
 /// One broadcast cut by grid cell, for native clients with a view. Built
-/// once per broadcast, in time proportional to the broadcast's events;
-/// each view then reads only the cells it covers.
+/// once per broadcast, in time proportional to the broadcast's events (and
+/// to the rectangle the news covers, at most [`SUM_TABLE_CELLS_PER_ENTRY`]
+/// cells per cell with news).
+///
+/// The cells with news are kept sorted row by row, so the part of a region
+/// is one slice per row of the region, found by binary search: what a view
+/// costs follows its rows and the news it gets, not the size of the world.
+/// Queueing a view's part costs only its size ([`CellNews::size_for`]),
+/// four reads of a table of sums; the bytes are put together by the view's
+/// own connection ([`CellNews::for_region`]), out of the world's lock.
 #[derive(Debug, Default)]
 pub struct CellNews {
-    cells: CellMap<CellEntry>,
+    /// Sorted by (row, col).
+    entries: Vec<CellEntry>,
+    /// `bytes_before[i]`: the most a view can get from `entries[..i]`.
+    bytes_before: Vec<usize>,
     crossings: Vec<CrossingFrames>,
+    sums: Option<SumTable>,
+}
+
+/// Sums of bytes over every rectangle of cells from `origin`: what a region
+/// gets, in four reads whatever its size.
+#[derive(Debug)]
+struct SumTable {
+    origin: Cell,
+    cols: usize,
+    rows: usize,
+    /// `below[r * (cols + 1) + c]`: the bytes of the cells of rows
+    /// `..r` and columns `..c` (counted from `origin`).
+    below: Vec<usize>,
+    /// `entry_at[r * cols + c]`: the index of the entry of that cell, or
+    /// [`NO_ENTRY`].
+    entry_at: Vec<u32>,
+}
+
+const NO_ENTRY: u32 = u32::MAX;
+
+impl SumTable {
+    /// A table over the rectangle of `entries` (sorted by row, then
+    /// column), or `None` if that rectangle is too sparse.
+    fn build(entries: &[CellEntry], bytes: impl Fn(usize) -> usize) -> Option<SumTable> {
+        let first = entries.first()?.cell;
+        let last = entries.last()?.cell;
+        let (min_col, max_col) = entries.iter().fold((first.col, first.col), |(lo, hi), e| {
+            (lo.min(e.cell.col), hi.max(e.cell.col))
+        });
+        let cols = (i32::from(max_col) - i32::from(min_col) + 1) as usize;
+        let rows = (i32::from(last.row) - i32::from(first.row) + 1) as usize;
+        if cols * rows > SUM_TABLE_CELLS_PER_ENTRY * entries.len().max(64) {
+            return None;
+        }
+        let origin = Cell {
+            col: min_col,
+            row: first.row,
+        };
+        let width = cols + 1;
+        let mut below = vec![0; width * (rows + 1)];
+        let mut entry_at = vec![NO_ENTRY; cols * rows];
+        for (i, entry) in entries.iter().enumerate() {
+            let r = (i32::from(entry.cell.row) - i32::from(origin.row)) as usize;
+            let c = (i32::from(entry.cell.col) - i32::from(origin.col)) as usize;
+            below[(r + 1) * width + c + 1] = bytes(i);
+            entry_at[r * cols + c] = i as u32;
+        }
+        for r in 1..=rows {
+            for c in 1..=cols {
+                below[r * width + c] += below[(r - 1) * width + c] + below[r * width + c - 1]
+                    - below[(r - 1) * width + c - 1];
+            }
+        }
+        Some(SumTable {
+            origin,
+            cols,
+            rows,
+            below,
+            entry_at,
+        })
+    }
+
+    /// The bytes of the cells of `region`.
+    fn sum(&self, region: &Region) -> usize {
+        let Some((rows, cols)) = self.span(region) else {
+            return 0;
+        };
+        let width = self.cols + 1;
+        let at = |r: usize, c: usize| self.below[r * width + c];
+        at(rows.end, cols.end) + at(rows.start, cols.start)
+            - at(rows.start, cols.end)
+            - at(rows.end, cols.start)
+    }
+
+    /// The entries of the cells of `region`, row by row.
+    fn entries_in(&self, region: &Region) -> impl Iterator<Item = usize> + '_ {
+        let (rows, cols) = self.span(region).unwrap_or_default();
+        rows.flat_map(move |r| {
+            self.entry_at[r * self.cols + cols.start..r * self.cols + cols.end]
+                .iter()
+                .filter(|&&i| i != NO_ENTRY)
+                .map(|&i| i as usize)
+        })
+    }
+
+    /// The rows and columns of the table (from `origin`) in `region`.
+    fn span(&self, region: &Region) -> Option<(Range<usize>, Range<usize>)> {
+        let (min, max) = region.bounds();
+        let clamp = |value: i32, origin: i16, len: usize| {
+            (value - i32::from(origin)).clamp(0, len as i32) as usize
+        };
+        // Half-open ranges of the table's rows and columns.
+        let (r0, r1) = (
+            clamp(i32::from(min.row), self.origin.row, self.rows),
+            clamp(i32::from(max.row) + 1, self.origin.row, self.rows),
+        );
+        let (c0, c1) = (
+            clamp(i32::from(min.col), self.origin.col, self.cols),
+            clamp(i32::from(max.col) + 1, self.origin.col, self.cols),
+        );
+        (r0 < r1 && c0 < c1).then_some((r0..r1, c0..c1))
+    }
 }
 
 impl CellNews {
     /// Cuts `events` (just taken from `state`, whose grid and crossings
     /// are up to date) by the cell each moving player is in now.
     pub fn build(events: &[Event], state: &State) -> CellNews {
-        let mut news = CellNews::default();
         let mut moves: CellMap<Vec<PlayerPosition>> = CellMap::default();
         for event in events {
             if let Event::Moved(id, position) = *event
@@ -115,59 +254,122 @@ impl CellNews {
                     .push(PlayerPosition { id, position });
             }
         }
-        for (cell, moves) in moves {
-            news.cells.entry(cell).or_default().moves =
-                Some(frame_bytes(&ServerMessage::Positions(moves)));
-        }
+        let mut cells: CellMap<CellEntry> = moves
+            .into_iter()
+            .map(|(cell, moves)| {
+                let mut bytes = BytesMut::new();
+                if let Err(err) = encode_position_entries(&moves, &mut bytes) {
+                    tracing::error!(cause = %err, "could not encode a cell's moves");
+                }
+                let entry = CellEntry {
+                    cell,
+                    moves: bytes.freeze(),
+                    move_count: moves.len(),
+                    crossings: Vec::new(),
+                };
+                (cell, entry)
+            })
+            .collect();
+        let mut crossings = Vec::with_capacity(state.crossings().len());
         for crossing in state.crossings() {
-            let index = news.crossings.len();
+            let index = crossings.len();
             let joined = crossing
                 .to
                 .and(state.player(crossing.id))
                 .map(|p| frame_bytes(&ServerMessage::PlayerJoined(p.info.clone())));
-            news.crossings.push(CrossingFrames {
+            crossings.push(CrossingFrames {
                 from: crossing.from,
                 to: crossing.to,
                 left: frame_bytes(&ServerMessage::PlayerLeft { id: crossing.id }),
                 joined,
             });
             for cell in [crossing.from, crossing.to].into_iter().flatten() {
-                news.cells.entry(cell).or_default().crossings.push(index);
+                cells
+                    .entry(cell)
+                    .or_insert_with(|| CellEntry {
+                        cell,
+                        moves: Bytes::new(),
+                        move_count: 0,
+                        crossings: Vec::new(),
+                    })
+                    .crossings
+                    .push(index);
             }
         }
-        news
+        let mut entries: Vec<CellEntry> = cells.into_values().collect();
+        entries.sort_unstable_by_key(|entry| (entry.cell.row, entry.cell.col));
+        let mut bytes_before = Vec::with_capacity(entries.len() + 1);
+        let mut total = 0;
+        bytes_before.push(total);
+        for entry in &entries {
+            total += entry.moves.len();
+            total += entry
+                .crossings
+                .iter()
+                .map(|&i| crossings[i].max_len())
+                .sum::<usize>();
+            bytes_before.push(total);
+        }
+        let sums = SumTable::build(&entries, |i| bytes_before[i + 1] - bytes_before[i]);
+        CellNews {
+            entries,
+            bytes_before,
+            crossings,
+            sums,
+        }
+    }
+
+    /// The entries of each row of `region`, in order: one slice per row.
+    fn rows<'a>(&'a self, region: &'a Region) -> impl Iterator<Item = Range<usize>> + 'a {
+        let (min, max) = region.bounds();
+        (min.row..=max.row).filter_map(move |row| {
+            let key = |entry: &CellEntry| (entry.cell.row, entry.cell.col);
+            let start = self.entries.partition_point(|e| key(e) < (row, min.col));
+            let end = start + self.entries[start..].partition_point(|e| key(e) <= (row, max.col));
+            (start < end).then_some(start..end)
+        })
+    }
+
+    /// The most [`CellNews::for_region`] gives `region`; 0 when it gets
+    /// nothing. Four reads of the table of sums, or, without one, two
+    /// binary searches per row of the region.
+    pub fn size_for(&self, region: &Region) -> usize {
+        let bytes: usize = match &self.sums {
+            Some(sums) => sums.sum(region),
+            None => self
+                .rows(region)
+                .map(|rows| self.bytes_before[rows.end] - self.bytes_before[rows.start])
+                .sum(),
+        };
+        if bytes == 0 {
+            0
+        } else {
+            bytes + POSITIONS_FRAME_OVERHEAD
+        }
     }
 
     /// What a client viewing `region` is sent for this broadcast: a
     /// `PlayerLeft` for each player that left the region, a `PlayerJoined`
-    /// for each that entered it, then the moves of every cell of the region.
-    /// Looks at whichever is fewer: the region's cells or the cells with
-    /// news.
+    /// for each that entered it, then one `Positions` frame of the moves
+    /// of every cell of the region, row by row. Each cell's moves were
+    /// encoded once, in [`CellNews::build`]; here they are only copied.
     pub fn for_region(&self, region: &Region) -> Encoded {
-        // Row by row either way: the same cells in the same order for every
-        // viewer of them.
-        let entries: Vec<(Cell, &CellEntry)> = if region.cell_count() as usize <= self.cells.len() {
-            region
-                .cells()
-                .filter_map(|cell| self.cells.get(&cell).map(|entry| (cell, entry)))
-                .collect()
-        } else {
-            let mut entries: Vec<_> = self
-                .cells
-                .iter()
-                .filter(|(cell, _)| region.contains(**cell))
-                .map(|(cell, entry)| (*cell, entry))
-                .collect();
-            entries.sort_unstable_by_key(|(cell, _)| (cell.row, cell.col));
-            entries
+        let entries: Vec<&CellEntry> = match &self.sums {
+            Some(sums) => sums.entries_in(region).map(|i| &self.entries[i]).collect(),
+            None => self
+                .rows(region)
+                .flat_map(|rows| &self.entries[rows])
+                .collect(),
         };
-        let mut out = BytesMut::new();
+        let mut out = BytesMut::with_capacity(self.size_for(region));
         let mut messages = 0;
-        for (cell, entry) in &entries {
+        let mut move_count = 0;
+        for &entry in &entries {
+            move_count += entry.move_count;
             for crossing in entry.crossings.iter().map(|&i| &self.crossings[i]) {
-                let frame = if crossing.from == Some(*cell) && !region.sees(crossing.to) {
+                let frame = if crossing.from == Some(entry.cell) && !region.sees(crossing.to) {
                     Some(&crossing.left)
-                } else if crossing.to == Some(*cell) && !region.sees(crossing.from) {
+                } else if crossing.to == Some(entry.cell) && !region.sees(crossing.from) {
                     crossing.joined.as_ref()
                 } else {
                     None
@@ -178,11 +380,12 @@ impl CellNews {
                 }
             }
         }
-        for (_, entry) in &entries {
-            if let Some(moves) = &entry.moves {
-                out.extend_from_slice(moves);
-                messages += 1;
+        if move_count > 0 {
+            let pieces = entries.iter().map(|entry| &entry.moves[..]);
+            if let Err(err) = encode_positions_frame(move_count, pieces, &mut out) {
+                tracing::error!(cause = %err, "could not encode a view's moves");
             }
+            messages += 1;
         }
         Encoded {
             bytes: out.freeze(),
@@ -226,5 +429,164 @@ pub fn push_frame(message: &ServerMessage, out: &mut BytesMut) {
     // Encoding our own message types into memory cannot fail.
     if let Err(err) = encode_frame(message, out) {
         tracing::error!(cause = %err, "could not encode a broadcast frame");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use shared::legacy::Position;
+    use shared::native::{FrameCodec, PlayerInfo, PlayerKind};
+    use tokio_util::codec::Decoder;
+
+    use super::*;
+
+    fn decode(bytes: &Bytes) -> Vec<ServerMessage> {
+        let mut buf = BytesMut::from(&bytes[..]);
+        let mut codec = FrameCodec::<ServerMessage>::default();
+        let mut messages = Vec::new();
+        while let Some(message) = codec.decode(&mut buf).unwrap() {
+            messages.push(message);
+        }
+        assert!(buf.is_empty());
+        messages
+    }
+
+    /// What `region` should get, worked out player by player: leaves and
+    /// joins of the crossings, then every move whose player is now in the
+    /// region, row by row and in log order within a cell.
+    fn expected(events: &[Event], state: &State, region: &Region) -> Vec<ServerMessage> {
+        let mut messages = Vec::new();
+        let mut crossings: Vec<(Cell, usize, ServerMessage)> = Vec::new();
+        for (order, c) in state.crossings().iter().enumerate() {
+            if let Some(from) = c.from.filter(|&f| region.contains(f) && !region.sees(c.to)) {
+                crossings.push((from, order, ServerMessage::PlayerLeft { id: c.id }));
+            }
+            if let Some(to) = c.to.filter(|&t| region.contains(t) && !region.sees(c.from)) {
+                let info = state.player(c.id).unwrap().info.clone();
+                crossings.push((to, order, ServerMessage::PlayerJoined(info)));
+            }
+        }
+        crossings.sort_by_key(|(cell, order, _)| (cell.row, cell.col, *order));
+        messages.extend(crossings.into_iter().map(|(_, _, m)| m));
+        let mut moves: Vec<(Cell, usize, PlayerPosition)> = events
+            .iter()
+            .enumerate()
+            .filter_map(|(order, event)| match *event {
+                Event::Moved(id, position) => {
+                    let cell = state.player(id)?.cell()?;
+                    region
+                        .contains(cell)
+                        .then_some((cell, order, PlayerPosition { id, position }))
+                }
+                _ => None,
+            })
+            .collect();
+        moves.sort_by_key(|(cell, order, _)| (cell.row, cell.col, *order));
+        if !moves.is_empty() {
+            messages.push(ServerMessage::Positions(
+                moves.into_iter().map(|(_, _, m)| m).collect(),
+            ));
+        }
+        messages
+    }
+
+    fn size_by_rows(news: &CellNews, region: &Region) -> usize {
+        let bytes: usize = news
+            .rows(region)
+            .map(|rows| news.bytes_before[rows.end] - news.bytes_before[rows.start])
+            .sum();
+        if bytes == 0 {
+            0
+        } else {
+            bytes + POSITIONS_FRAME_OVERHEAD
+        }
+    }
+
+    #[test]
+    fn players_far_apart_are_sized_without_a_table() {
+        let mut state = State::default();
+        let corners = [(-32000, -32000), (32000, 32000), (-32000, 32000), (5, 5)];
+        for (id, (x, y)) in (1..).zip(corners) {
+            state.join(PlayerInfo {
+                id,
+                name: format!("p{id}"),
+                kind: PlayerKind::Native,
+            });
+            state.set_positions(id, &[Position::new(x, y)]);
+        }
+        let events = state.take_log();
+        let news = CellNews::build(&events, &state);
+        assert!(news.sums.is_none(), "a table of a million cells for four");
+        for (x, y) in corners {
+            let region = Region::around(Position::new(x, y), 100).unwrap();
+            let got = news.for_region(&region);
+            assert_eq!(decode(&got.bytes).len(), 2, "joined, then the move");
+            assert!(got.bytes.len() <= news.size_for(&region));
+        }
+        let empty = Region::around(Position::new(1000, 1000), 100).unwrap();
+        assert_eq!(news.size_for(&empty), 0);
+    }
+
+    #[test]
+    fn a_region_gets_its_crossings_then_one_positions_frame_of_its_cells() {
+        let mut rng = StdRng::seed_from_u64(12);
+        let mut state = State::default();
+        let spot = |rng: &mut StdRng| {
+            Position::new(rng.random_range(-300..300), rng.random_range(-300..300))
+        };
+        for id in 1..=200 {
+            state.join(PlayerInfo {
+                id,
+                name: format!("p{id}"),
+                kind: PlayerKind::Native,
+            });
+            state.set_positions(id, &[spot(&mut rng)]);
+        }
+        state.take_log();
+        for _round in 0..5 {
+            for id in 1..=200 {
+                match rng.random_range(0..10) {
+                    0 => {
+                        state.leave(id);
+                    }
+                    1..=5 => state.set_positions(id, &[spot(&mut rng), spot(&mut rng)]),
+                    _ => {}
+                }
+            }
+            let events = state.take_log();
+            let news = CellNews::build(&events, &state);
+            for _ in 0..200 {
+                let center = spot(&mut rng);
+                let region = Region::around(center, rng.random_range(1..200)).unwrap();
+                let got = news.for_region(&region);
+                let want = expected(&events, &state, &region);
+                assert_eq!(decode(&got.bytes), want, "region {region:?}");
+                assert_eq!(got.messages, want.len() as u64);
+                let size = news.size_for(&region);
+                assert!(news.sums.is_some(), "players close together: a table");
+                assert_eq!(
+                    size,
+                    size_by_rows(&news, &region),
+                    "table and searches agree"
+                );
+                assert!(got.bytes.len() <= size, "{} > {size}", got.bytes.len());
+                assert_eq!(
+                    size == 0,
+                    got.bytes.is_empty(),
+                    "nothing queued for nothing"
+                );
+            }
+            for id in 1..=200 {
+                if state.player(id).is_none() {
+                    state.join(PlayerInfo {
+                        id,
+                        name: format!("p{id}"),
+                        kind: PlayerKind::Native,
+                    });
+                }
+            }
+        }
     }
 }

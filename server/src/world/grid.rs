@@ -100,6 +100,11 @@ impl Region {
         (region.cell_count() <= MAX_VIEW_CELLS).then_some(region)
     }
 
+    /// The corner cells: the least column and row, and the greatest.
+    pub fn bounds(&self) -> (Cell, Cell) {
+        (self.min, self.max)
+    }
+
     pub fn contains(&self, cell: Cell) -> bool {
         (self.min.col..=self.max.col).contains(&cell.col)
             && (self.min.row..=self.max.row).contains(&cell.row)

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 pub use grid::{CELL_SIZE, Cell, CellMap, MAX_VIEW_CELLS, Region};
 pub use state::{Crossing, Event, LOG_COMPACT_MIN, MAX_MOVES_PER_BROADCAST, Player, State};
 
-use crate::fanout::{self, Fanout, Outgoing, SubscriberKey, WireFormat};
+use crate::fanout::{self, Fanout, Outgoing, SubscriberKey, Taken, WireFormat};
 use crate::metrics::Counter;
 
 /// Longest the broadcaster waits for the subscribers of one broadcast to
@@ -151,13 +151,15 @@ impl World {
         let mut inner = self.lock();
         let Inner { state, fanout, .. } = &mut *inner;
         let waited_for = fanout.undrained();
-        let outgoing = fanout.drain(key, state);
+        let taken = fanout.take(key, state);
         let all_taken = waited_for > 0 && fanout.undrained() == 0;
         drop(inner);
         if all_taken {
             self.drained.notify_one();
         }
-        outgoing
+        // Put together out of the lock: cutting a view's cells is the
+        // subscriber's work, not the world's.
+        taken.map(Taken::encode).unwrap_or_default()
     }
 
     /// Turns the log into one batch and queues it for every subscriber.
@@ -173,7 +175,12 @@ impl World {
         }
         let limit = fanout::queue_limit(inner.state.player_count());
         let Inner { state, fanout, .. } = &mut *inner;
-        let resynced = fanout.broadcast(&events, state, limit);
+        let mut woken = Vec::with_capacity(fanout.len());
+        let resynced = fanout.broadcast(&events, state, limit, &mut woken);
+        drop(inner);
+        for wake in woken {
+            wake.notify_one();
+        }
         self.resyncs.inc_by(resynced as u64);
         resynced
     }

@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_util::codec::{Decoder, Encoder};
 
-use super::DEFAULT_MAX_FRAME_LEN;
+use super::{DEFAULT_MAX_FRAME_LEN, PlayerPosition, ServerMessage};
 
 const LEN_SIZE: usize = 4;
 
@@ -119,6 +119,59 @@ pub fn encode_frame<T: Serialize + ?Sized>(
     let mut writer = dst.writer();
     bincode::serde::encode_into_std_write(message, &mut writer, config())?;
     let dst = writer.into_inner();
+    let len = (dst.len() - start - LEN_SIZE) as u32;
+    dst[start..start + LEN_SIZE].copy_from_slice(&len.to_le_bytes());
+    Ok(())
+}
+
+/// Appends the bincode bytes of `entries` as they appear inside a
+/// [`ServerMessage::Positions`] frame, without the frame or the count: a
+/// piece that [`encode_positions_frame`] joins with others. The server
+/// encodes each grid cell's moves once this way and shares the bytes among
+/// every client whose view covers the cell.
+pub fn encode_position_entries(
+    entries: &[PlayerPosition],
+    dst: &mut BytesMut,
+) -> Result<(), FrameError> {
+    let mut writer = dst.writer();
+    for entry in entries {
+        bincode::serde::encode_into_std_write(entry, &mut writer, config())?;
+    }
+    Ok(())
+}
+
+/// Appends one [`ServerMessage::Positions`] frame made of `count` entries
+/// already encoded by [`encode_position_entries`] into `pieces`, copied as
+/// they are. The frame is byte for byte the one [`encode_frame`] makes of
+/// all the entries: bincode writes a sequence as its varint length followed
+/// by each element on its own.
+///
+/// ```text
+/// +-- len: u32 LE --+-- tag: Positions --+-- count: varint --+-- pieces --+
+/// ```
+pub fn encode_positions_frame<'a>(
+    count: usize,
+    pieces: impl IntoIterator<Item = &'a [u8]>,
+    dst: &mut BytesMut,
+) -> Result<(), FrameError> {
+    let start = dst.len();
+    dst.put_u32_le(0);
+    // The variant tag, then the count: an empty batch's bytes are the tag
+    // and a zero count, one byte.
+    let mut writer = dst.writer();
+    bincode::serde::encode_into_std_write(
+        ServerMessage::Positions(Vec::new()),
+        &mut writer,
+        config(),
+    )?;
+    let dst = writer.into_inner();
+    dst.truncate(dst.len() - 1);
+    let mut writer = dst.writer();
+    bincode::serde::encode_into_std_write(count as u64, &mut writer, config())?;
+    let dst = writer.into_inner();
+    for piece in pieces {
+        dst.extend_from_slice(piece);
+    }
     let len = (dst.len() - start - LEN_SIZE) as u32;
     dst[start..start + LEN_SIZE].copy_from_slice(&len.to_le_bytes());
     Ok(())
@@ -277,5 +330,40 @@ mod tests {
         // A name claiming 2^60 bytes inside a 12-byte frame.
         let mut buf = BytesMut::from(&[12, 0, 0, 0, 0, 1, 0xff, 0, 0, 0, 0, 0, 0, 0, 0x10, 0][..]);
         assert!(codec.decode(&mut buf).is_err());
+    }
+
+    #[test]
+    fn a_positions_frame_joined_from_pieces_is_the_plain_encoding() {
+        let entry = |id, x| PlayerPosition {
+            id,
+            position: Position::new(x, -x),
+        };
+        // Ids and coordinates on both sides of varint thresholds.
+        let all: Vec<PlayerPosition> = (0..300)
+            .map(|i| entry(i * 997, (i as i16 - 150) * 211))
+            .collect();
+        for cuts in [vec![], vec![0], vec![1, 2], vec![100, 250, 299]] {
+            let mut pieces = Vec::new();
+            let mut from = 0;
+            for cut in cuts.into_iter().chain([all.len()]) {
+                let mut piece = BytesMut::new();
+                encode_position_entries(&all[from..cut], &mut piece).unwrap();
+                pieces.push(piece);
+                from = cut;
+            }
+            let mut joined = BytesMut::new();
+            encode_positions_frame(all.len(), pieces.iter().map(|p| &p[..]), &mut joined).unwrap();
+            let mut plain = BytesMut::new();
+            encode_frame(&ServerMessage::Positions(all.clone()), &mut plain).unwrap();
+            assert_eq!(joined, plain);
+        }
+        let mut empty = BytesMut::new();
+        encode_positions_frame(0, [], &mut empty).unwrap();
+        assert_eq!(
+            FrameCodec::<ServerMessage>::default()
+                .decode(&mut empty)
+                .unwrap(),
+            Some(ServerMessage::Positions(Vec::new()))
+        );
     }
 }

@@ -16,7 +16,9 @@
 mod codec;
 mod messages;
 
-pub use codec::{FrameCodec, FrameError, encode_frame};
+pub use codec::{
+    FrameCodec, FrameError, encode_frame, encode_position_entries, encode_positions_frame,
+};
 pub use messages::*;
 
 /// The protocol version this build speaks. Version 2 added

@@ -151,9 +151,18 @@ impl Client {
             kind: Some(self.kind),
             ..Outcome::default()
         };
+        // A walker's view goes out with its Hello, so even its first
+        // snapshot is of its region, not of the whole world.
+        let mut walk = match self.kind {
+            Kind::Native => self.world.map(|world| Walk::new(world, self.index)),
+            Kind::Legacy => None,
+        };
+        let first_view = walk.as_mut().and_then(Walk::view_due);
         let connected = match self.kind {
             Kind::Legacy => connect_legacy(&self.addr, &self.limit).await,
-            Kind::Native => connect_native(&self.addr, &self.limit, self.index).await,
+            Kind::Native => {
+                connect_native(&self.addr, &self.limit, self.index, first_view.as_ref()).await
+            }
         };
         let (mut stream, id, mut buf) = match connected {
             Ok(connected) => connected,
@@ -167,9 +176,7 @@ impl Client {
         outcome.connected = true;
         let _ = self.id_tx.send(Some(id));
         let mut player = Player::new(id, self.shared.clone(), outcome);
-        if self.kind == Kind::Native {
-            player.walk = self.world.map(|world| Walk::new(world, self.index));
-        }
+        player.walk = walk;
         let result = self.drive(&mut stream, &mut buf, &mut player).await;
         // Echoes that never came at all.
         let never_echoed = player.highest_sent.saturating_sub(player.last_echo);
@@ -339,6 +346,9 @@ impl Client {
                     }
                     ServerMessage::PlayerJoined(info) => player.see(info.id),
                     ServerMessage::Snapshot { players } => {
+                        // A snapshot is everything the client now sees (its
+                        // region after a change of view): it replaces the set.
+                        player.visible.clear();
                         for state in players {
                             player.see(state.info.id);
                             if let Some(position) = state.position {
@@ -533,6 +543,7 @@ async fn connect_native(
     addr: &str,
     limit: &Semaphore,
     index: usize,
+    view: Option<&ClientMessage>,
 ) -> Result<(TcpStream, ClientId, BytesMut), ConnectError> {
     let _permit = acquire(limit).await?;
     let mut stream = connect_tcp(addr).await?;
@@ -546,6 +557,9 @@ async fn connect_native(
         &mut hello,
     )
     .map_err(|e| ConnectError::Greeting(e.to_string()))?;
+    if let Some(view) = view {
+        encode_frame(view, &mut hello).map_err(|e| ConnectError::Greeting(e.to_string()))?;
+    }
     let welcome = timeout(CONNECT_TIMEOUT, async {
         stream.write_all(&hello).await.map_err(|e| e.to_string())?;
         let mut buf = BytesMut::with_capacity(4096);

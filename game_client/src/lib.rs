@@ -22,6 +22,9 @@ pub mod logic;
 pub mod net;
 pub mod view;
 
+/// The window's size at start, logical pixels (the benchmark's view too).
+pub const DEFAULT_WINDOW_PX: (u32, u32) = (800, 600);
+
 /// How the local player is driven.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ControlMode {
@@ -87,6 +90,7 @@ impl PluginGroup for ViewPlugins {
             .add(view::hud::HudPlugin)
             .add(view::labels::LabelsPlugin)
             .add(view::indicators::IndicatorsPlugin)
+            .add(view::interest::InterestPlugin)
             .add(view::minimap::MinimapPlugin)
             .add(view::link_panel::LinkPanelPlugin)
             .add(view::overlay::OverlayPlugin::default())

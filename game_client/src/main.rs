@@ -17,12 +17,10 @@ use game_client::app::window_layout::{WindowLayoutPlugin, WindowTile};
 use game_client::app::{bench, demo};
 use game_client::net::NetworkThreadPlugin;
 use game_client::view::overlay::OverlayPlugin;
-use game_client::{GameLogicPlugins, ViewPlugins};
+use game_client::{DEFAULT_WINDOW_PX, GameLogicPlugins, ViewPlugins};
 
 /// Frame period of the headless loop (60 Hz).
 const HEADLESS_FRAME_PERIOD: Duration = Duration::from_nanos(16_666_667);
-/// Window size, logical pixels.
-const WINDOW_SIZE_PX: (u32, u32) = (800, 600);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -54,7 +52,7 @@ fn run_client(args: &RunArgs) -> ExitCode {
                 .set(WindowPlugin {
                     primary_window: Some(Window {
                         title: format!("netgame — {}", settings.name),
-                        resolution: WindowResolution::new(WINDOW_SIZE_PX.0, WINDOW_SIZE_PX.1),
+                        resolution: WindowResolution::new(DEFAULT_WINDOW_PX.0, DEFAULT_WINDOW_PX.1),
                         position,
                         ..default()
                     }),

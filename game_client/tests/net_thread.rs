@@ -222,3 +222,102 @@ fn reconnects_with_growing_backoff_until_the_server_appears() {
     stop(link);
     server.stop();
 }
+
+/// Moves `link`'s player to `at` and waits for its own echo (it has no view,
+/// so it gets the whole broadcast), so the server has placed it there.
+fn move_and_wait_for_echo(link: &NetworkLink, id: i32, at: Position) {
+    link.commands
+        .send(NetCommand::Send(ClientMessage::MyPosition(at)))
+        .unwrap();
+    wait_for(&link.events, "own echo", |e| match e {
+        NetEvent::Server(ServerMessage::Positions(batch)) => batch
+            .iter()
+            .any(|p| p.id == id && p.position == at)
+            .then_some(()),
+        _ => None,
+    });
+}
+
+/// Positions of `who` among `events`.
+fn positions_of(events: &[NetEvent], who: i32) -> Vec<Position> {
+    events
+        .iter()
+        .flat_map(|e| match e {
+            NetEvent::Server(ServerMessage::Positions(batch)) => batch.clone(),
+            _ => Vec::new(),
+        })
+        .filter(|p| p.id == who)
+        .map(|p| p.position)
+        .collect()
+}
+
+#[test]
+fn a_small_view_hides_a_far_player_until_the_view_moves_there() {
+    let server = EmbeddedServer::start_ephemeral().expect("server binds");
+    let near = connect(&server, "near", LinkConditions::default());
+    let near_id = welcome_id(&near.events);
+    let far = connect(&server, "far", LinkConditions::default());
+    let far_id = welcome_id(&far.events);
+    move_and_wait_for_echo(&near, near_id, Position::new(10, 10));
+    move_and_wait_for_echo(&far, far_id, Position::new(3000, 3000));
+
+    // The viewer looks at the origin: the server answers with a snapshot of
+    // that region only.
+    let viewer = connect(&server, "viewer", LinkConditions::default());
+    welcome_id(&viewer.events);
+    let view = |x, y| {
+        NetCommand::Send(ClientMessage::View {
+            center: Position::new(x, y),
+            half_extent: 150,
+        })
+    };
+    viewer.commands.send(view(0, 0)).unwrap();
+    let (players, _) = wait_for(&viewer.events, "the view's snapshot", |e| match e {
+        NetEvent::Server(ServerMessage::Snapshot { players })
+            if players.iter().all(|p| p.info.id != far_id) =>
+        {
+            Some(players.clone())
+        }
+        _ => None,
+    });
+    assert!(players.iter().any(|p| p.info.id == near_id), "{players:?}");
+
+    // Both move; the viewer hears the near one and nothing of the far one.
+    move_and_wait_for_echo(&far, far_id, Position::new(3001, 3000));
+    move_and_wait_for_echo(&near, near_id, Position::new(11, 10));
+    let (_, before) = wait_for(&viewer.events, "the near player's move", |e| match e {
+        NetEvent::Server(ServerMessage::Positions(batch)) => batch
+            .iter()
+            .any(|p| p.id == near_id && p.position == Position::new(11, 10))
+            .then_some(()),
+        _ => None,
+    });
+    assert_eq!(positions_of(&before, far_id), Vec::new());
+
+    // The view moves to the far player: it is seen, then its moves arrive.
+    viewer.commands.send(view(3000, 3000)).unwrap();
+    wait_for(
+        &viewer.events,
+        "the far player in the new view",
+        |e| match e {
+            NetEvent::Server(ServerMessage::Snapshot { players })
+                if players.iter().any(|p| p.info.id == far_id) =>
+            {
+                Some(())
+            }
+            _ => None,
+        },
+    );
+    move_and_wait_for_echo(&far, far_id, Position::new(3002, 3000));
+    wait_for(&viewer.events, "the far player's move", |e| match e {
+        NetEvent::Server(ServerMessage::Positions(batch)) => batch
+            .iter()
+            .any(|p| p.id == far_id && p.position == Position::new(3002, 3000))
+            .then_some(()),
+        _ => None,
+    });
+    for link in [viewer, near, far] {
+        stop(link);
+    }
+    server.stop();
+}

@@ -18,11 +18,13 @@ use rand::Rng;
 use shared::legacy::Position;
 use shared::native::{PlayerInfo, PlayerKind, PlayerPosition, PlayerState, ServerMessage};
 
-use crate::GameLogicPlugins;
 use crate::app::cli::BenchArgs;
+use crate::logic::interpolation::DrawnArea;
 use crate::logic::players::PlayerIndex;
 use crate::net::channel_pair;
 use crate::net::thread::NetEvent;
+use crate::view::camera::visible_rect;
+use crate::{DEFAULT_WINDOW_PX, GameLogicPlugins};
 
 /// Frame period of the measured loop (60 Hz, like a windowed client).
 const FRAME_PERIOD: Duration = Duration::from_nanos(16_666_667);
@@ -80,7 +82,14 @@ pub fn run_bench(args: &BenchArgs) -> ExitCode {
     })
     .insert_resource(events)
     .insert_resource(commands)
-    .add_plugins(GameLogicPlugins);
+    .add_plugins(GameLogicPlugins)
+    // No camera here: the view a windowed client starts with (its window,
+    // zoom 1, centred on the origin), which `InterestPlugin` would set.
+    .insert_resource(DrawnArea::around(visible_rect(
+        Vec2::ZERO,
+        1.0,
+        Vec2::new(DEFAULT_WINDOW_PX.0 as f32, DEFAULT_WINDOW_PX.1 as f32),
+    )));
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let feeder = {

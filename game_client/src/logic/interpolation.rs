@@ -15,8 +15,11 @@
 
 use bevy::prelude::*;
 
+use super::players::{
+    LatestPosition, PLAYER_SPRITE_PX, PlayerSystems, PositionHistory, REMOTE_Z, RemotePlayer,
+    SampleInterval,
+};
 use super::players::{PIXELS_PER_UNIT, units_to_px};
-use super::players::{PlayerSystems, PositionHistory, REMOTE_Z, RemotePlayer, SampleInterval};
 use crate::net::{LinkMeasurement, NetSystems};
 
 /// Bounds of the interpolation delay, seconds. The lower bound still covers
@@ -46,6 +49,33 @@ pub const SNAP_DISTANCE_UNITS: f32 = 100.0;
 /// A sprite this close to where it should be (pixels) is not written, so
 /// change detection and transform propagation skip it.
 pub const SETTLED_PX: f32 = 0.01;
+/// The drawn area reaches this fraction of the visible half size beyond
+/// each edge, plus a sprite, so a player walking in is already in place.
+pub const DRAWN_MARGIN: f32 = 0.25;
+
+/// Where remote sprites are interpolated and shown (world pixels); `None`:
+/// everywhere (no camera, e.g. the headless client and the tests). Players
+/// outside it are plain data: their samples are still recorded (the
+/// indicators and the minimap read those), but their sprite is hidden and
+/// its `Transform` left alone. The camera keeps it on the visible rect plus
+/// [`DRAWN_MARGIN`].
+#[derive(Resource, Debug, Clone, Copy, Default, PartialEq)]
+pub struct DrawnArea(pub Option<Rect>);
+
+impl DrawnArea {
+    /// The drawn area around a visible rect (world pixels).
+    pub fn around(visible: Rect) -> DrawnArea {
+        let margin = visible.half_size() * DRAWN_MARGIN + Vec2::splat(PLAYER_SPRITE_PX);
+        DrawnArea(Some(Rect::from_center_half_size(
+            visible.center(),
+            visible.half_size() + margin,
+        )))
+    }
+
+    fn contains(&self, px: Vec2) -> bool {
+        self.0.is_none_or(|rect| rect.contains(px))
+    }
+}
 
 /// The adaptive interpolation delay and the gap statistics behind it.
 #[derive(Resource, Debug, Clone, Copy)]
@@ -126,6 +156,7 @@ pub struct InterpolationPlugin;
 impl Plugin for InterpolationPlugin {
     fn build(&self, app: &mut App) {
         app.init_resource::<InterpolationDelay>()
+            .init_resource::<DrawnArea>()
             .configure_sets(
                 Update,
                 InterpolationSystems
@@ -200,25 +231,46 @@ pub fn sample_at(history: &PositionHistory, render_secs: f64) -> Option<Vec2> {
     Some(newest)
 }
 
-/// Places each remote sprite where its player was `delay` ago.
+/// What interpolation reads and writes of a remote player.
+type RemoteSprite = (
+    &'static LatestPosition,
+    &'static PositionHistory,
+    &'static mut Transform,
+    &'static mut Visibility,
+);
+
+/// Places each remote sprite inside the [`DrawnArea`] where its player was
+/// `delay` ago, and hides the others (their last sample is outside the
+/// area; the margin covers how far the drawn position trails it).
 pub fn interpolate_remote_players(
     time: Res<Time>,
     delay: Res<InterpolationDelay>,
-    mut players: Query<(&PositionHistory, &mut Transform), With<RemotePlayer>>,
+    area: Res<DrawnArea>,
+    mut players: Query<RemoteSprite, With<RemotePlayer>>,
 ) {
     let render_secs = time.elapsed_secs_f64() - f64::from(delay.delay_secs);
-    players.par_iter_mut().for_each(|(history, mut transform)| {
-        let Some(goal_units) = sample_at(history, render_secs) else {
-            return;
-        };
-        let goal = units_to_px(goal_units);
-        let current = transform.translation.truncate();
-        // Settled sprites are not written (no change detection, no propagation).
-        if current.distance_squared(goal) < SETTLED_PX * SETTLED_PX {
-            return;
-        }
-        transform.translation = goal.extend(REMOTE_Z);
-    });
+    let area = *area;
+    players
+        .par_iter_mut()
+        .for_each(|(latest, history, mut transform, mut visibility)| {
+            let Some(latest) = latest.0 else {
+                return;
+            };
+            if !area.contains(units_to_px(latest)) {
+                visibility.set_if_neq(Visibility::Hidden);
+                return;
+            }
+            let Some(goal_units) = sample_at(history, render_secs) else {
+                return;
+            };
+            let goal = units_to_px(goal_units);
+            let current = transform.translation.truncate();
+            // Settled sprites are not written (no change detection, no propagation).
+            if current.distance_squared(goal) >= SETTLED_PX * SETTLED_PX {
+                transform.translation = goal.extend(REMOTE_Z);
+            }
+            visibility.set_if_neq(Visibility::Inherited);
+        });
 }
 
 /// How far behind (pixels) a sprite is drawn from its newest sample; used by

@@ -87,6 +87,13 @@ impl PositionHistory {
     }
 }
 
+/// A remote player's newest received position (world units), kept inline
+/// beside the entity so a pass over every player (the drawn-area check, the
+/// indicators, the minimap) reads dense data instead of each history's heap
+/// buffer. `None` until the server says where the player is.
+#[derive(Component, Debug, Default, Clone, Copy, PartialEq)]
+pub struct LatestPosition(pub Option<Vec2>);
+
 /// Where the local player is, in world units (kept as floats so slow speeds
 /// accumulate; rounded when sent).
 #[derive(Component, Debug, Default, Clone, Copy)]
@@ -189,6 +196,7 @@ fn label_bundle(text: String) -> impl Bundle {
 /// the previous sample, if there was one.
 pub fn record_position(
     history: &mut PositionHistory,
+    latest: &mut LatestPosition,
     transform: &mut Transform,
     visibility: &mut Visibility,
     position: Vec2,
@@ -203,6 +211,7 @@ pub fn record_position(
         history.0.pop_front();
     }
     history.0.push_back((position, now_secs));
+    latest.0 = Some(position);
     previous.map(|(_, at)| SampleInterval {
         gap_secs: now_secs - at,
     })
@@ -221,11 +230,13 @@ fn spawn_remote_player(
     };
     // Hidden until the server tells us where it is.
     let mut history = PositionHistory::default();
+    let mut latest = LatestPosition::default();
     let mut transform = Transform::from_xyz(0.0, 0.0, REMOTE_Z);
     let mut visibility = Visibility::Hidden;
     if let Some(position) = position {
         record_position(
             &mut history,
+            &mut latest,
             &mut transform,
             &mut visibility,
             position,
@@ -246,6 +257,7 @@ fn spawn_remote_player(
         transform,
         visibility,
         history,
+        latest,
         children![label_bundle(label_text(info.id, &info.name, info.kind))],
     ));
     if info.kind == PlayerKind::Legacy {
@@ -264,6 +276,7 @@ fn kind_label(kind: PlayerKind) -> &'static str {
 /// What a remote player's position lives in.
 type RemoteMotion = (
     &'static mut PositionHistory,
+    &'static mut LatestPosition,
     &'static mut Transform,
     &'static mut Visibility,
 );
@@ -303,10 +316,11 @@ pub fn apply_roster_events(
                         Some(&entity) => {
                             if let (
                                 Some(position),
-                                Ok((mut history, mut transform, mut visibility)),
+                                Ok((mut history, mut latest, mut transform, mut visibility)),
                             ) = (position, players.get_mut(entity))
                                 && let Some(gap) = record_position(
                                     &mut history,
+                                    &mut latest,
                                     &mut transform,
                                     &mut visibility,
                                     position,
@@ -384,13 +398,20 @@ pub fn apply_server_positions(
             let Some(&entity) = index.0.get(&update.id) else {
                 continue;
             };
-            let Ok((mut history, mut transform, mut visibility)) = players.get_mut(entity) else {
+            let Ok((mut history, mut latest, mut transform, mut visibility)) =
+                players.get_mut(entity)
+            else {
                 continue;
             };
             let position = position_to_units(update.position);
-            if let Some(gap) =
-                record_position(&mut history, &mut transform, &mut visibility, position, now)
-            {
+            if let Some(gap) = record_position(
+                &mut history,
+                &mut latest,
+                &mut transform,
+                &mut visibility,
+                position,
+                now,
+            ) {
                 intervals.write(gap);
             }
         }

@@ -7,7 +7,7 @@ use bevy::prelude::*;
 use bevy::window::PrimaryWindow;
 
 use super::minimap::PointerOverMinimap;
-use crate::logic::players::{LocalPlayer, RemotePlayer};
+use crate::logic::players::{LatestPosition, LocalPlayer, RemotePlayer, units_to_px};
 use crate::{ClientSettings, ControlMode};
 
 /// How quickly the camera catches up with the player (per second, exponential).
@@ -40,9 +40,6 @@ pub fn visible_rect(center: Vec2, scale: f32, window_size: Vec2) -> Rect {
 pub fn projection_scale(projection: &Projection) -> f32 {
     current_scale(projection)
 }
-
-/// Where a remote sprite is and whether it is shown.
-type RemoteSpriteView = (&'static Transform, &'static Visibility);
 
 pub struct CameraPlugin;
 
@@ -163,7 +160,7 @@ pub fn fit_everyone_in_view(
     keys: Res<ButtonInput<KeyCode>>,
     settings: Res<ClientSettings>,
     windows: Query<&Window, With<PrimaryWindow>>,
-    players: Query<RemoteSpriteView, (With<RemotePlayer>, Without<MainCamera>)>,
+    players: Query<&LatestPosition, With<RemotePlayer>>,
     local: Query<&Transform, (With<LocalPlayer>, Without<MainCamera>)>,
     mut camera: Query<(&mut Transform, &mut Projection), With<MainCamera>>,
 ) {
@@ -174,10 +171,10 @@ pub fn fit_everyone_in_view(
     else {
         return;
     };
+    // Newest samples: most players are off screen, with no drawn sprite.
     let shown = players
         .iter()
-        .filter(|(_, visibility)| **visibility != Visibility::Hidden)
-        .map(|(player, _)| player.translation.truncate());
+        .filter_map(|latest| latest.0.map(units_to_px));
     let window_size = Vec2::new(window.width(), window.height());
     let spectating = settings.control == ControlMode::Spectate;
     let me = local.single().ok().map(|t| t.translation.truncate());

@@ -11,7 +11,8 @@ use shared::native::PlayerKind;
 
 use super::camera::{CameraSystems, MainCamera, projection_scale};
 use crate::logic::players::{
-    Kind, LocalPlayer, PIXELS_PER_UNIT, PLAYER_SPRITE_PX, PlayerName, RemotePlayer, kind_tint,
+    Kind, LatestPosition, LocalPlayer, PIXELS_PER_UNIT, PLAYER_SPRITE_PX, PlayerName, RemotePlayer,
+    kind_tint, units_to_px,
 };
 
 /// At most this many chips are shown (nearest clusters first).
@@ -135,7 +136,7 @@ pub fn update_indicators(
     windows: Query<&Window, With<PrimaryWindow>>,
     camera: Query<(&Transform, &Projection), With<MainCamera>>,
     local: Query<&Transform, (With<LocalPlayer>, Without<MainCamera>)>,
-    players: Query<(&Transform, &Visibility, &PlayerName, &Kind), With<RemotePlayer>>,
+    players: Query<(&LatestPosition, &PlayerName, &Kind), With<RemotePlayer>>,
     mut chips: Query<ChipParts, (Without<IndicatorText>, Without<RemotePlayer>)>,
     mut texts: Query<&mut Text, With<IndicatorText>>,
     mut gizmos: Gizmos,
@@ -153,11 +154,13 @@ pub fn update_indicators(
         .unwrap_or(center);
 
     let mut clusters: HashMap<(i32, i32), Cluster> = HashMap::default();
-    for (transform, visibility, name, kind) in &players {
-        if *visibility == Visibility::Hidden {
+    // Off-screen players are plain data (no interpolated sprite): their
+    // newest sample, which is where the sprite would be ~0.1 s from now.
+    for (latest, name, kind) in &players {
+        let Some(latest) = latest.0 else {
             continue;
-        }
-        let position = transform.translation.truncate();
+        };
+        let position = units_to_px(latest);
         let offset = position - center;
         let Some(at) = edge_point(offset, scale, window_size, CHIP_INSET_PX) else {
             continue;

@@ -43,8 +43,8 @@ type RemoteFilter = (With<RemotePlayer>, Without<MainCamera>);
 pub fn choose_labels(
     time: Res<Time<Real>>,
     camera: Query<(&Transform, &Projection), With<MainCamera>>,
-    players: Query<(Entity, &Transform), RemoteFilter>,
-    mut labels: Query<LabelParts, With<PlayerLabel>>,
+    players: Query<(Entity, &Transform, &Visibility), RemoteFilter>,
+    mut labels: Query<LabelParts, (With<PlayerLabel>, Without<RemotePlayer>)>,
     mut last_refresh: Local<f64>,
     mut last_scale: Local<f32>,
 ) {
@@ -62,7 +62,9 @@ pub fn choose_labels(
     let center = camera.translation.truncate();
     let mut by_distance: Vec<(f32, Entity)> = players
         .iter()
-        .map(|(entity, t)| (t.translation.truncate().distance_squared(center), entity))
+        // Hidden sprites (far from the view) keep a stale Transform.
+        .filter(|(_, _, visibility)| **visibility != Visibility::Hidden)
+        .map(|(entity, t, _)| (t.translation.truncate().distance_squared(center), entity))
         .collect();
     let named = MAX_NAMED_PLAYERS.min(by_distance.len());
     if named < by_distance.len() && named > 0 {

@@ -13,7 +13,7 @@ use shared::native::PlayerKind;
 
 use super::camera::{CameraSystems, MainCamera, projection_scale, visible_rect};
 use crate::logic::players::{
-    Kind, LOCAL_TINT, LocalPlayer, PIXELS_PER_UNIT, RemotePlayer, kind_tint,
+    Kind, LOCAL_TINT, LatestPosition, LocalPlayer, PIXELS_PER_UNIT, RemotePlayer, kind_tint,
 };
 use crate::{ClientSettings, ControlMode};
 
@@ -183,7 +183,7 @@ pub fn draw_minimap(
     mut extent: ResMut<MinimapExtent>,
     windows: Query<&Window, With<PrimaryWindow>>,
     camera: Query<(&Transform, &Projection), With<MainCamera>>,
-    players: Query<(&Transform, &Visibility, &Kind), With<RemotePlayer>>,
+    players: Query<(&LatestPosition, &Kind), With<RemotePlayer>>,
     local: Query<&Transform, (With<LocalPlayer>, Without<MainCamera>)>,
     mut last_redraw: Local<f64>,
 ) {
@@ -203,11 +203,11 @@ pub fn draw_minimap(
         Vec2::new(window.width(), window.height()),
     );
     let view_units = Rect::from_corners(view.min / PIXELS_PER_UNIT, view.max / PIXELS_PER_UNIT);
-    let shown = |visibility: &Visibility| *visibility != Visibility::Hidden;
+    // Every player's newest sample (most are off screen: plain data, no sprite).
     let mut bounds = view_units;
-    for (transform, visibility, _) in &players {
-        if shown(visibility) {
-            bounds = bounds.union_point(transform.translation.truncate() / PIXELS_PER_UNIT);
+    for (latest, _) in &players {
+        if let Some(latest) = latest.0 {
+            bounds = bounds.union_point(latest);
         }
     }
     let half =
@@ -235,10 +235,11 @@ pub fn draw_minimap(
     // Natives first, legacy on top (fewer, and the demo's point), then us.
     for kind in [PlayerKind::Native, PlayerKind::Legacy] {
         let color = rgba(kind_tint(kind));
-        for (transform, visibility, player_kind) in &players {
-            if player_kind.0 == kind && shown(visibility) {
-                let texel = extent.to_texel(transform.translation.truncate() / PIXELS_PER_UNIT);
-                put_dot(data, texel, DOT_TEXELS, color);
+        for (latest, player_kind) in &players {
+            if player_kind.0 == kind
+                && let Some(latest) = latest.0
+            {
+                put_dot(data, extent.to_texel(latest), DOT_TEXELS, color);
             }
         }
     }

@@ -3,6 +3,7 @@
 pub mod camera;
 pub mod hud;
 pub mod indicators;
+pub mod interest;
 pub mod labels;
 pub mod link_panel;
 pub mod minimap;

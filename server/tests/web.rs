@@ -43,6 +43,21 @@ async fn open_viewer(addr: SocketAddr) -> Viewer {
 }
 
 /// Reads messages into `view` until `done` holds.
+/// Reads past any data until the viewer's close frame; returns its code.
+async fn close_code(viewer: &mut Viewer) -> CloseCode {
+    let frame = loop {
+        match tokio::time::timeout(PATIENCE, viewer.next())
+            .await
+            .expect("closed in time")
+        {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    frame.expect("a close frame").code
+}
+
 async fn watch_until(
     viewer: &mut Viewer,
     view: &mut View,
@@ -197,17 +212,7 @@ async fn a_viewer_cannot_move_anyone_and_is_closed_if_it_tries() {
         ))
         .await
         .unwrap();
-    let close = loop {
-        match tokio::time::timeout(PATIENCE, viewer.next())
-            .await
-            .expect("closed in time")
-        {
-            Some(Ok(Message::Close(frame))) => break frame,
-            Some(Ok(_)) => continue,
-            other => panic!("expected a close frame, got {other:?}"),
-        }
-    };
-    assert_eq!(close.expect("a close frame").code, CloseCode::Policy);
+    assert_eq!(close_code(&mut viewer).await, CloseCode::Policy);
     assert_eq!(
         server.shared.world.position_of(legacy_id),
         Some(Position::new(1, 1))
@@ -305,17 +310,7 @@ async fn viewers_are_closed_with_going_away_on_shutdown() {
     let mut viewer = open_viewer(web_addr(&server)).await;
     let _ = viewer.next().await; // the snapshot
     let stopping = tokio::spawn(server.stop());
-    let close = loop {
-        match tokio::time::timeout(PATIENCE, viewer.next())
-            .await
-            .expect("closed in time")
-        {
-            Some(Ok(Message::Close(frame))) => break frame,
-            Some(Ok(_)) => continue,
-            other => panic!("expected a close frame, got {other:?}"),
-        }
-    };
-    assert_eq!(close.expect("a close frame").code, CloseCode::Away);
+    assert_eq!(close_code(&mut viewer).await, CloseCode::Away);
     let took = stopping.await.unwrap();
     assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
 }

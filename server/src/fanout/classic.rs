@@ -63,17 +63,8 @@ impl WireFormat for ClassicPackets {
 
 #[cfg(test)]
 mod tests {
-    use shared::native::{PlayerInfo, PlayerKind};
-
     use super::*;
-
-    fn info(id: ClientId) -> PlayerInfo {
-        PlayerInfo {
-            id,
-            name: format!("p{id}"),
-            kind: PlayerKind::Legacy,
-        }
-    }
+    use crate::world::info;
 
     #[test]
     fn moves_are_bare_hh_packets_and_joins_and_leaves_are_silent() {

@@ -9,6 +9,10 @@
 mod grid;
 mod state;
 
+/// A legacy player named after its id, for the tests of the world and the fan-out.
+#[cfg(test)]
+pub(crate) use state::tests::info;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -480,20 +484,11 @@ impl Membership {
 #[cfg(test)]
 mod tests {
     use bytes::Buf;
-    use shared::native::PlayerKind;
 
     use super::*;
     use crate::fanout::legacy::LEGACY_RECORDS;
     use crate::fanout::{BASE_QUEUE_BYTES, QUEUE_BYTES_PER_PLAYER};
     use shared::legacy::PositionRecord;
-
-    fn info(id: ClientId) -> PlayerInfo {
-        PlayerInfo {
-            id,
-            name: format!("p{id}"),
-            kind: PlayerKind::Legacy,
-        }
-    }
 
     fn records(out: &Outgoing) -> Vec<PositionRecord> {
         let mut bytes: Vec<u8> = out.chunks.iter().flat_map(|c| c.to_vec()).collect();

@@ -275,12 +275,14 @@ impl State {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use shared::native::PlayerKind;
 
     use super::*;
 
-    fn info(id: ClientId) -> PlayerInfo {
+    /// A legacy player named after its id (shared by the world's and the
+    /// fan-out's tests).
+    pub(crate) fn info(id: ClientId) -> PlayerInfo {
         PlayerInfo {
             id,
             name: format!("p{id}"),

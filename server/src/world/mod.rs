@@ -48,6 +48,17 @@ struct Inner {
     fanout: Fanout,
     next_viewer: u64,
     replication: Option<Replication>,
+    /// When the last broadcast went out; the broadcaster sends news anyway
+    /// [`MAX_GATHER`] after it.
+    last_broadcast: Option<Instant>,
+}
+
+impl Inner {
+    /// Whether the subscribers have taken the last broadcast (all but a few
+    /// stragglers when there are thousands), so that the next may go.
+    fn ready_for_more(&self) -> bool {
+        self.fanout.undrained() <= self.fanout.len() / STRAGGLERS_PER_SUBSCRIBER
+    }
 }
 
 /// Where a cluster node's own events go after each broadcast.
@@ -82,6 +93,11 @@ pub struct World {
     drained: Notify,
     /// Subscribers resynchronised because they fell behind (on `/metrics`).
     resyncs: Counter,
+    /// Set by [`World::run_broadcaster`] when it has no floor: news then
+    /// goes out from the task that brought it (or from the one that took
+    /// the last of the previous broadcast), without a hop through the
+    /// broadcaster task. See [`World::news_added`].
+    eager: AtomicBool,
 }
 
 impl World {
@@ -95,12 +111,10 @@ impl World {
     pub fn join(self: &Arc<Self>, info: PlayerInfo, format: &'static dyn WireFormat) -> Membership {
         let id = info.id;
         let key = SubscriberKey::Player(id);
-        let wake = {
-            let mut inner = self.lock();
-            inner.state.join(info);
-            inner.fanout.subscribe(key, format)
-        };
-        self.dirty.notify_one();
+        let mut inner = self.lock();
+        inner.state.join(info);
+        let wake = inner.fanout.subscribe(key, format);
+        self.news_added(inner);
         Membership {
             id,
             subscription: Subscription {
@@ -129,38 +143,70 @@ impl World {
         if positions.is_empty() {
             return;
         }
-        self.lock().state.set_positions(id, positions);
-        self.dirty.notify_one();
+        let mut inner = self.lock();
+        inner.state.set_positions(id, positions);
+        self.news_added(inner);
+    }
+
+    /// Sends news just written to the log (the lock still held): at once,
+    /// from this task, when the broadcaster is eager and the subscribers
+    /// have taken the last broadcast; otherwise it is left to gather, and
+    /// goes out when they have (see [`World::took_some`]) or from the
+    /// broadcaster task after [`MAX_GATHER`].
+    ///
+    /// This is what keeps a lone change fast: it reaches the subscribers'
+    /// tasks straight from the task that read it, as in a
+    /// thread-per-client server, instead of waking the broadcaster first.
+    fn news_added(&self, inner: MutexGuard<'_, Inner>) {
+        if self.eager.load(Ordering::Relaxed) && inner.ready_for_more() {
+            self.broadcast_locked(inner);
+        } else {
+            drop(inner);
+            self.dirty.notify_one();
+        }
+    }
+
+    /// Called with the lock held after a subscriber took its queue or
+    /// left: if that made the subscribers ready for the next broadcast,
+    /// sends what gathered meanwhile (eager) or tells the broadcaster.
+    fn took_some(&self, inner: MutexGuard<'_, Inner>, was_ready: bool) {
+        if was_ready || !inner.ready_for_more() {
+            return;
+        }
+        if self.eager.load(Ordering::Relaxed) && inner.state.has_news() {
+            self.broadcast_locked(inner);
+        } else {
+            drop(inner);
+            self.drained.notify_one();
+        }
     }
 
     fn unsubscribe(&self, key: SubscriberKey) {
         let mut inner = self.lock();
-        let waited_for = inner.fanout.undrained();
+        let was_ready = inner.ready_for_more();
         inner.fanout.unsubscribe(key);
-        let all_taken = waited_for > 0 && inner.fanout.undrained() == 0;
         let left = match key {
             SubscriberKey::Player(id) => inner.state.leave(id).is_some(),
             SubscriberKey::Viewer(_) => false,
         };
-        drop(inner);
-        if all_taken {
-            self.drained.notify_one();
-        }
         if left {
-            self.dirty.notify_one();
+            // A leave is news; going out with it (or leaving it to the
+            // broadcaster) also covers the readiness this may have brought.
+            if !was_ready && inner.ready_for_more() {
+                self.drained.notify_one();
+            }
+            self.news_added(inner);
+        } else {
+            self.took_some(inner, was_ready);
         }
     }
 
     fn drain(&self, key: SubscriberKey) -> Outgoing {
         let mut inner = self.lock();
+        let was_ready = inner.ready_for_more();
         let Inner { state, fanout, .. } = &mut *inner;
-        let waited_for = fanout.undrained();
         let taken = fanout.take(key, state);
-        let all_taken = waited_for > 0 && fanout.undrained() == 0;
-        drop(inner);
-        if all_taken {
-            self.drained.notify_one();
-        }
+        self.took_some(inner, was_ready);
         // Put together out of the lock: cutting a view's cells is the
         // subscriber's work, not the world's.
         taken.map(Taken::encode).unwrap_or_default()
@@ -169,10 +215,16 @@ impl World {
     /// Turns the log into one batch and queues it for every subscriber.
     /// Returns how many subscribers had to be resynchronised.
     pub fn broadcast(&self) -> usize {
-        let mut inner = self.lock();
+        self.broadcast_locked(self.lock())
+    }
+
+    /// [`World::broadcast`] with the lock already held; wakes the
+    /// subscribers once it is released.
+    fn broadcast_locked(&self, mut inner: MutexGuard<'_, Inner>) -> usize {
         if !inner.state.has_news() {
             return 0;
         }
+        inner.last_broadcast = Some(Instant::now());
         let events = inner.state.take_log();
         if let Some(replication) = &inner.replication {
             replication.send_local(&events);
@@ -200,6 +252,9 @@ impl World {
     /// flag, 0 by default) adds a fixed minimum time between broadcasts for
     /// those who want ticks.
     pub async fn run_broadcaster(self: Arc<Self>, floor: Duration, shutdown: CancellationToken) {
+        self.eager.store(floor.is_zero(), Ordering::Relaxed);
+        // Changes made before this point may be waiting for us.
+        self.dirty.notify_one();
         let mut last = Instant::now() - floor;
         loop {
             tokio::select! {
@@ -225,21 +280,23 @@ impl World {
     }
 
     /// Resolves once the subscribers woken by the last broadcast have taken
-    /// it (all but a few stragglers when there are thousands), or after
-    /// [`MAX_GATHER`].
+    /// it (all but a few stragglers when there are thousands), or
+    /// [`MAX_GATHER`] after it went out.
     async fn previous_broadcast_taken(&self) {
-        let give_up = Instant::now() + MAX_GATHER;
         loop {
             let drained = self.drained.notified();
             tokio::pin!(drained);
             drained.as_mut().enable();
-            {
+            let give_up = {
                 let inner = self.lock();
-                let stragglers = inner.fanout.len() / STRAGGLERS_PER_SUBSCRIBER;
-                if inner.fanout.undrained() <= stragglers {
+                if inner.ready_for_more() {
                     return;
                 }
-            }
+                match inner.last_broadcast {
+                    Some(last) => last + MAX_GATHER,
+                    None => return,
+                }
+            };
             tokio::select! {
                 _ = drained => {}
                 _ = tokio::time::sleep_until(give_up) => return,
@@ -270,18 +327,16 @@ impl World {
         if events.is_empty() {
             return;
         }
-        {
-            let mut inner = self.lock();
-            for event in events {
-                if let Event::Joined(info) = event
-                    && inner.state.player(info.id).is_some_and(|p| p.info == *info)
-                {
-                    continue;
-                }
-                inner.state.apply(event);
+        let mut inner = self.lock();
+        for event in events {
+            if let Event::Joined(info) = event
+                && inner.state.player(info.id).is_some_and(|p| p.info == *info)
+            {
+                continue;
             }
+            inner.state.apply(event);
         }
-        self.dirty.notify_one();
+        self.news_added(inner);
     }
 
     /// Makes the players of `node` exactly `players`: leaves for those gone,
@@ -662,6 +717,64 @@ mod tests {
             "one batch"
         );
         assert_eq!(Instant::now(), held, "sent as soon as `b` took its batch");
+        shutdown.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_change_is_sent_from_the_task_that_brought_it() {
+        let world = World::new();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(Arc::clone(&world).run_broadcaster(Duration::ZERO, shutdown.clone()));
+        // Let it start (and become eager) before anything happens.
+        tokio::task::yield_now().await;
+        let a = world.join(info(1), &LEGACY_RECORDS);
+        let b = world.join(info(2), &LEGACY_RECORDS);
+        a.changed().await;
+        let _ = a.take_outgoing();
+        let _ = b.take_outgoing();
+        // One thread, and no await between the change and the take: the
+        // broadcaster task cannot have run in between.
+        a.set_positions(&[Position::new(7, 0)]);
+        assert_eq!(
+            records(&b.take_outgoing()),
+            vec![PositionRecord { id: 1, x: 7, y: 0 }]
+        );
+        shutdown.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn what_gathered_goes_out_once_all_but_the_allowed_stragglers_took_theirs() {
+        let world = World::new();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(Arc::clone(&world).run_broadcaster(Duration::ZERO, shutdown.clone()));
+        // Let it start (and become eager) before anything happens.
+        tokio::task::yield_now().await;
+        let members: Vec<Membership> = (1..=128)
+            .map(|id| world.join(info(id), &LEGACY_RECORDS))
+            .collect();
+        members[0].changed().await;
+        for member in &members {
+            let _ = member.take_outgoing();
+        }
+        let started = Instant::now();
+        members[0].set_positions(&[Position::new(1, 0)]);
+        // Only half have taken it: the next move waits.
+        for member in &members[..64] {
+            assert_eq!(records(&member.take_outgoing()).len(), 1);
+        }
+        members[0].set_positions(&[Position::new(2, 0)]);
+        assert!(records(&members[1].take_outgoing()).is_empty());
+        // 128 / STRAGGLERS_PER_SUBSCRIBER = 2 may stay behind: the one that
+        // leaves only those two sends the gathered move on its way.
+        let stragglers = members.len() / STRAGGLERS_PER_SUBSCRIBER;
+        for member in &members[64..members.len() - stragglers] {
+            let _ = member.take_outgoing();
+        }
+        assert_eq!(
+            records(&members[1].take_outgoing()),
+            vec![PositionRecord { id: 1, x: 2, y: 0 }]
+        );
+        assert_eq!(Instant::now(), started, "no timer was waited on");
         shutdown.cancel();
     }
 

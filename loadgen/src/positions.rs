@@ -304,11 +304,22 @@ pub async fn run(config: PositionsConfig) -> Result<PositionsReport, RunError> {
                 pick(config.native_addr.as_deref().unwrap_or_default()),
             )
         };
+        let offset = period.mul_f64(index as f64 / total.max(1) as f64);
+        // Legacy sends are a fixed 4 bytes per sequence number: the pacer
+        // writes them itself. Native ones (frames, views) go through the task.
+        let (ticks, direct) = match kind {
+            Kind::Legacy => {
+                let (ticks, socket) = pacer.add_direct(offset);
+                (ticks, Some(socket))
+            }
+            Kind::Native => (pacer.add(offset), None),
+        };
         let client = Client {
             kind,
             index,
             addr,
-            ticks: pacer.add(period.mul_f64(index as f64 / total.max(1) as f64)),
+            ticks,
+            direct,
             shared: shared.clone(),
             phase: phase_rx.clone(),
             id_tx: id_tx.clone(),
@@ -343,9 +354,11 @@ pub async fn run(config: PositionsConfig) -> Result<PositionsReport, RunError> {
     let pacer = pacer.start(start, end);
     sleep_until(end.into()).await;
     // The pacer ends with the load phase; a panic there would be a bug.
-    if let Ok(Err(panic)) = tokio::task::spawn_blocking(move || pacer.join()).await {
-        std::panic::resume_unwind(panic);
-    }
+    let pacer_lateness = match tokio::task::spawn_blocking(move || pacer.join()).await {
+        Ok(Ok(lateness)) => lateness,
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(_) => Latencies::new(), // cancelled: the runtime is shutting down
+    };
 
     // 3. Drain: every live client has seen its last echo.
     let drain_deadline = Instant::now() + config.drain_timeout;
@@ -417,7 +430,7 @@ pub async fn run(config: PositionsConfig) -> Result<PositionsReport, RunError> {
     };
     let mut echoes = Latencies::new();
     let mut native_echoes = Latencies::new();
-    let mut lateness = Latencies::new();
+    let mut lateness = pacer_lateness;
     let stop_deadline = tokio::time::Instant::now() + STOP_TIMEOUT;
     let mut finished = 0;
     while let Ok(Some(joined)) = tokio::time::timeout_at(stop_deadline, tasks.join_next()).await {

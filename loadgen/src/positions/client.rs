@@ -16,6 +16,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::{sleep_until, timeout};
 use tokio_util::codec::Decoder;
 
+use super::pacer::{Direct, Tick};
 use super::{FINAL, Kind, Outcome, Phase, SEND_RING, Shared, decode_seq, encode_seq};
 use crate::connect::{CONNECT_TIMEOUT, ConnectError, acquire, connect_legacy, connect_tcp};
 
@@ -24,8 +25,11 @@ pub(super) struct Client {
     pub(super) kind: Kind,
     pub(super) index: usize,
     pub(super) addr: String,
-    /// Scheduled send instants, from the pacer during the load phase.
-    pub(super) ticks: mpsc::UnboundedReceiver<Instant>,
+    /// Ticks from the pacer during the load phase.
+    pub(super) ticks: mpsc::UnboundedReceiver<Tick>,
+    /// Legacy clients: where to put a copy of the socket so that the pacer
+    /// writes the positions itself.
+    pub(super) direct: Option<Arc<Direct>>,
     pub(super) shared: Arc<Shared>,
     pub(super) phase: watch::Receiver<Phase>,
     pub(super) id_tx: mpsc::UnboundedSender<Option<ClientId>>,
@@ -142,6 +146,10 @@ struct Player {
     /// Native: the players this client currently sees.
     visible: HashSet<ClientId>,
     walk: Option<Walk>,
+    /// Legacy: the pacer writes this client's positions (see
+    /// [`Player::count_pacer_sends`]); they are scheduled from `load_start`.
+    direct: Option<Arc<Direct>>,
+    load_start: Option<Instant>,
     outcome: Outcome,
 }
 
@@ -164,6 +172,12 @@ impl Client {
                 connect_native(&self.addr, &self.limit, self.index, first_view.as_ref()).await
             }
         };
+        let connected = connected.and_then(|(stream, id, buf)| {
+            let stream = share_with_pacer(stream, self.direct.as_deref())?;
+            Ok((stream, id, buf))
+        });
+        // The pacer's copy of the socket is closed when this client ends.
+        let _take_back = self.direct.clone().map(TakeBack);
         let (mut stream, id, mut buf) = match connected {
             Ok(connected) => connected,
             Err(e) => {
@@ -177,7 +191,9 @@ impl Client {
         let _ = self.id_tx.send(Some(id));
         let mut player = Player::new(id, self.shared.clone(), outcome);
         player.walk = walk;
+        player.direct = self.direct.clone();
         let result = self.drive(&mut stream, &mut buf, &mut player).await;
+        player.count_pacer_sends();
         // Echoes that never came at all.
         let never_echoed = player.highest_sent.saturating_sub(player.last_echo);
         let mut outcome = std::mem::take(&mut player.outcome);
@@ -210,6 +226,7 @@ impl Client {
         player: &mut Player,
     ) -> Result<(), Failure> {
         let mut ticking = false;
+        let mut pacer_done = false;
         // One timer for the end of the load phase, armed when it starts (a
         // fresh `sleep` per loop turn would churn the timer wheel).
         let load_end = sleep_until(tokio::time::Instant::now() + Duration::from_secs(86_400 * 365));
@@ -230,8 +247,9 @@ impl Client {
                     let phase = if changed.is_ok() { *self.phase.borrow_and_update() } else { Phase::Stop };
                     match phase {
                         Phase::Connect => {}
-                        Phase::Load { end, .. } => {
+                        Phase::Load { start, end } => {
                             ticking = true;
+                            player.load_start = Some(start);
                             player.sending = true;
                             player.counting = true;
                             player.load_end = Some(end);
@@ -253,10 +271,22 @@ impl Client {
                     ticking = false;
                     player.stop_sending();
                 }
-                scheduled = self.ticks.recv(), if ticking => {
-                    let Some(scheduled) = scheduled else {
-                        ticking = false; // the pacer is done
-                        continue;
+                // Read even when not sending: the rest of a send the pacer
+                // began must go out.
+                tick = self.ticks.recv(), if !pacer_done => {
+                    let scheduled = match tick {
+                        None => {
+                            pacer_done = true;
+                            continue;
+                        }
+                        Some(Tick::Unwritten { seq, from }) => {
+                            let bytes = encode_seq(seq).to_bytes();
+                            out.extend_from_slice(&bytes[from.min(bytes.len())..]);
+                            flush(stream, &mut out).await?;
+                            continue;
+                        }
+                        Some(Tick::Due { .. }) if !ticking => continue,
+                        Some(Tick::Due { at }) => at,
                     };
                     let now = Instant::now();
                     if player.load_end.is_some_and(|end| scheduled >= end) {
@@ -311,6 +341,8 @@ impl Client {
         now: Instant,
     ) -> Result<(), Failure> {
         let in_load = player.load_end.is_some_and(|end| now < end);
+        // Before any echo is looked at: the pacer may have sent since.
+        player.count_pacer_sends();
         match self.kind {
             Kind::Legacy => {
                 // Whole records straight from the buffer, consumed in one
@@ -390,7 +422,26 @@ impl Player {
             counting: false,
             visible: HashSet::new(),
             walk: None,
+            direct: None,
+            load_start: None,
             outcome,
+        }
+    }
+
+    /// Takes note of the sends the pacer made itself since the last look
+    /// (see [`super::pacer`]); their send time is their scheduled tick.
+    fn count_pacer_sends(&mut self) {
+        let (Some(direct), Some(start)) = (&self.direct, self.load_start) else {
+            return;
+        };
+        let sent = direct.sent();
+        if sent <= self.highest_sent {
+            return;
+        }
+        let direct = Arc::clone(direct);
+        while self.highest_sent < sent {
+            let at = direct.scheduled(start, self.highest_sent + 1);
+            self.next_position(at);
         }
     }
 
@@ -428,6 +479,7 @@ impl Player {
     }
 
     fn check_drained(&mut self) {
+        self.count_pacer_sends();
         if !self.sending && !self.drained && self.last_echo >= self.highest_sent {
             self.drained = true;
             self.shared.drained.fetch_add(1, Ordering::AcqRel);
@@ -527,7 +579,32 @@ impl Player {
     }
 }
 
-/// The next tick's scheduled time.
+/// Gives the pacer a copy of a legacy client's socket (see
+/// [`super::pacer`]); returns the stream for this task's own use.
+fn share_with_pacer(stream: TcpStream, direct: Option<&Direct>) -> Result<TcpStream, ConnectError> {
+    let Some(direct) = direct else {
+        return Ok(stream);
+    };
+    let failed = |e: std::io::Error| ConnectError::Connect(format!("sharing the socket: {e}"));
+    // Non-blocking stays set, on both copies (one open file).
+    let std = stream.into_std().map_err(failed)?;
+    let copy = std.try_clone().map_err(failed)?;
+    let stream = TcpStream::from_std(std).map_err(failed)?;
+    direct.connect(copy);
+    Ok(stream)
+}
+
+/// Closes the pacer's copy of a client's socket when the client ends, so a
+/// client that gave up really disconnects.
+struct TakeBack(Arc<Direct>);
+
+impl Drop for TakeBack {
+    fn drop(&mut self) {
+        self.0.disconnect();
+    }
+}
+
+/// Writes what `out` holds.
 async fn flush(stream: &mut TcpStream, out: &mut BytesMut) -> Result<(), Failure> {
     if out.is_empty() {
         return Ok(());

@@ -91,6 +91,13 @@ pub struct Config {
     #[arg(long, env = "GAMESERVER_BROADCAST_INTERVAL_MS", default_value_t = 0)]
     pub broadcast_interval_ms: u64,
 
+    /// Threads that run the connections (0: one per CPU). On a small box
+    /// shared with other work, 1 answers a few dozen clients faster (no
+    /// hand-over between threads) but serves a thousand or more slower;
+    /// measured trade-off in docs/bench/README.md.
+    #[arg(long, env = "GAMESERVER_WORKER_THREADS", default_value_t = 0)]
+    pub worker_threads: usize,
+
     /// Join a cluster of nodes sharing one world over this NATS server,
     /// e.g. nats://127.0.0.1:4222. Off unless given: one node alone.
     #[arg(long, env = "GAMESERVER_CLUSTER", value_name = "NATS_URL")]
@@ -213,6 +220,7 @@ impl Default for Config {
             message_timeout_ms: 5000,
             write_timeout_ms: 10_000,
             broadcast_interval_ms: 0,
+            worker_threads: 0,
             metrics: None,
             metrics_max_connections: 16,
             web: None,

@@ -14,15 +14,18 @@ use tokio::process::Command;
 /// Starts the binary on loopback with every port 0 and returns it with the
 /// addresses it logged.
 async fn start_binary() -> (tokio::process::Child, HashMap<String, SocketAddr>) {
-    let (child, addrs, _log) = start_binary_logging().await;
+    let (child, addrs, _log) = start_binary_logging(&[]).await;
     (child, addrs)
 }
 
 /// Every line the binary logged so far, ANSI colours stripped.
 type Log = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 
-/// As [`start_binary`], also keeping every line the binary logs.
-async fn start_binary_logging() -> (tokio::process::Child, HashMap<String, SocketAddr>, Log) {
+/// As [`start_binary`] with `extra` flags, also keeping every line the
+/// binary logs.
+async fn start_binary_logging(
+    extra: &[&str],
+) -> (tokio::process::Child, HashMap<String, SocketAddr>, Log) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_server"))
         .args([
             "--host",
@@ -33,6 +36,7 @@ async fn start_binary_logging() -> (tokio::process::Child, HashMap<String, Socke
             "0",
         ])
         .args(["--math-port", "0", "--positions-port", "0"])
+        .args(extra)
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
@@ -85,6 +89,36 @@ fn strip_ansi(line: &str) -> String {
         }
     }
     out
+}
+
+/// Names of the threads of process `pid`.
+#[cfg(target_os = "linux")]
+fn thread_names(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .collect()
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn worker_threads_sets_how_many_threads_run_the_connections() {
+    let workers = |pid| {
+        thread_names(pid)
+            .iter()
+            .filter(|name| *name == "tokio-rt-worker")
+            .count()
+    };
+    let (child, addrs, _log) = start_binary_logging(&["--worker-threads", "1"]).await;
+    assert_eq!(workers(child.id().unwrap()), 1);
+    // And it serves: a positions client gets its own record back.
+    let (mut stream, id) = connect_legacy(addrs["positions"]).await;
+    send_position(&mut stream, 3, 4).await;
+    let record = read_record_until(&mut stream, |r| r.id == id).await;
+    assert_eq!((record.x, record.y), (3, 4));
+    let (child, _, _log) = start_binary_logging(&["--worker-threads", "3"]).await;
+    assert_eq!(workers(child.id().unwrap()), 3);
 }
 
 #[tokio::test]
@@ -142,6 +176,7 @@ async fn help_lists_every_flag_with_its_environment_variable() {
         "--message-timeout-ms",
         "--write-timeout-ms",
         "--broadcast-interval-ms",
+        "--worker-threads",
         "--legacy-welcome",
         "--positions-records",
         "--cluster",
@@ -224,7 +259,7 @@ async fn a_taken_port_is_a_clear_error_not_a_panic() {
 async fn a_churn_of_resets_and_violations_leaves_a_few_summary_lines() {
     const RESETS: usize = 1500;
     const VIOLATIONS: u64 = 1500;
-    let (mut child, addrs, log) = start_binary_logging().await;
+    let (mut child, addrs, log) = start_binary_logging(&[]).await;
     for _ in 0..RESETS {
         let (stream, _) = connect_legacy(addrs["positions"]).await;
         socket2::SockRef::from(&stream)

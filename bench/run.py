@@ -34,6 +34,7 @@ Knobs (environment variables), with their defaults (--quick ones in brackets):
   PIN=0                      1: server on CPU 1, loadgen on CPU 0 (taskset; off by
                              default, see docs/bench/README.md for the measurement)
   NICE=0                     e.g. NICE=-10 (root): servers and loadgen ahead of other work
+  RUST_SERVER_ARGS=""        extra flags for our server, e.g. "--worker-threads 1"
   OUT=bench/out              output directory
 
 Example: SECTIONS=ladder LADDER="20 50" LADDER_SECONDS=8 bench/run
@@ -80,6 +81,7 @@ DEFAULTS = {
     "NATIVE_CLIENTS": "0",
     "PIN": "0",
     "NICE": "0",
+    "RUST_SERVER_ARGS": "",
     "OUT": str(ROOT / "bench/out"),
 }
 SERVER_CPU, LOADGEN_CPU = "1", "0"
@@ -185,7 +187,8 @@ class Bench:
             ports["game"] = free_port()
             args = [self.bins["server"], "--host", "127.0.0.1", "--game-port", str(ports["game"]),
                     "--test-port", "0", "--math-port", str(ports["math"]),
-                    "--positions-port", str(ports["positions"])]
+                    "--positions-port", str(ports["positions"]),
+                    *self.k["RUST_SERVER_ARGS"].split()]
         else:
             args = [sys.executable, str(ROOT / "bench/reference_server.py"), "--host",
                     "127.0.0.1", "--test-port", str(free_port()), "--math-port",

@@ -4,6 +4,7 @@
 //! remote sprites between those samples is [`super::interpolation`]'s job.
 
 use std::collections::VecDeque;
+use std::ops::DerefMut;
 
 use bevy::platform::collections::{HashMap, HashSet};
 use bevy::prelude::*;
@@ -194,18 +195,23 @@ fn label_bundle(text: String) -> impl Bundle {
 /// it (snapshot or broadcast). The first position places the sprite there and
 /// shows it, so a player never slides in from (0, 0). Returns the gap since
 /// the previous sample, if there was one.
+///
+/// The sprite is only dereferenced mutably for the first position: a later
+/// sample leaves `Transform` and `Visibility` unchanged (no change detection,
+/// no transform propagation); interpolation moves the sprite if it is near
+/// the view.
 pub fn record_position(
     history: &mut PositionHistory,
     latest: &mut LatestPosition,
-    transform: &mut Transform,
-    visibility: &mut Visibility,
+    transform: &mut impl DerefMut<Target = Transform>,
+    visibility: &mut impl DerefMut<Target = Visibility>,
     position: Vec2,
     now_secs: f64,
 ) -> Option<SampleInterval> {
     let previous = history.latest();
     if previous.is_none() {
         transform.translation = units_to_px(position).extend(REMOTE_Z);
-        *visibility = Visibility::Inherited;
+        **visibility = Visibility::Inherited;
     }
     if history.0.len() >= POSITION_HISTORY_LEN {
         history.0.pop_front();
@@ -237,8 +243,8 @@ fn spawn_remote_player(
         record_position(
             &mut history,
             &mut latest,
-            &mut transform,
-            &mut visibility,
+            &mut &mut transform,
+            &mut &mut visibility,
             position,
             now_secs,
         );

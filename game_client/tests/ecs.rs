@@ -11,7 +11,8 @@ use crossbeam_channel::{Receiver, Sender};
 use game_client::logic::interpolation::InterpolationDelay;
 use game_client::logic::math_panel::{MathPanel, SendMathQuery};
 use game_client::logic::players::{
-    LegacyPlayer, LocalPlayer, PIXELS_PER_UNIT, PlayerId, PlayerIndex, PlayerLabel, RemotePlayer,
+    LabelOf, LegacyPlayer, LocalPlayer, PIXELS_PER_UNIT, PlayerId, PlayerIndex, PlayerLabel,
+    RemotePlayer,
 };
 use game_client::logic::stats::NetStats;
 use game_client::net::thread::{NetCommand, NetEvent};
@@ -98,10 +99,10 @@ impl Harness {
 
     fn label_of(&mut self, entity: Entity) -> Option<String> {
         let world = self.app.world_mut();
-        let mut query = world.query_filtered::<(&ChildOf, &Text2d), With<PlayerLabel>>();
+        let mut query = world.query_filtered::<(&LabelOf, &Text2d), With<PlayerLabel>>();
         query
             .iter(world)
-            .find(|(parent, _)| parent.parent() == entity)
+            .find(|(of, _)| of.0 == entity)
             .map(|(_, text)| text.0.clone())
     }
 

@@ -4,6 +4,7 @@
 //! remote sprites between those samples is [`super::interpolation`]'s job.
 
 use std::collections::VecDeque;
+use std::ops::DerefMut;
 
 use bevy::platform::collections::{HashMap, HashSet};
 use bevy::prelude::*;
@@ -67,9 +68,27 @@ pub struct LegacyPlayer;
 #[derive(Component, Debug, Clone, PartialEq, Eq)]
 pub struct PlayerName(pub String);
 
-/// The name/id text above a sprite (a child entity).
+/// The name/id text above a sprite. A separate entity, not a child: a
+/// moving player stays a single entity for transform propagation; the view
+/// places the few labels it shows (`view::labels`).
 #[derive(Component, Debug, Default)]
 pub struct PlayerLabel;
+
+/// The player a label names (despawned with it).
+#[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
+#[relationship(relationship_target = NameLabel)]
+pub struct LabelOf(pub Entity);
+
+/// A player's label entity.
+#[derive(Component, Debug)]
+#[relationship_target(relationship = LabelOf, linked_spawn)]
+pub struct NameLabel(Entity);
+
+impl NameLabel {
+    pub fn entity(&self) -> Entity {
+        self.0
+    }
+}
 
 /// The player's kind, for colours and the minimap.
 #[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,13 +199,19 @@ impl Plugin for PlayersPlugin {
     }
 }
 
-fn label_bundle(text: String) -> impl Bundle {
+/// Where a label goes for a sprite at `sprite` (world pixels).
+pub fn label_translation(sprite: Vec3) -> Vec3 {
+    sprite + Vec3::new(0.0, LABEL_OFFSET_PX, LABEL_Z)
+}
+
+fn label_bundle(text: String, sprite: &Transform, visibility: Visibility) -> impl Bundle {
     (
         PlayerLabel,
         Text2d::new(text),
         TextFont::from_font_size(LABEL_FONT_PX),
         TextColor(Color::WHITE),
-        Transform::from_xyz(0.0, LABEL_OFFSET_PX, LABEL_Z),
+        Transform::from_translation(label_translation(sprite.translation)),
+        visibility,
     )
 }
 
@@ -194,18 +219,23 @@ fn label_bundle(text: String) -> impl Bundle {
 /// it (snapshot or broadcast). The first position places the sprite there and
 /// shows it, so a player never slides in from (0, 0). Returns the gap since
 /// the previous sample, if there was one.
+///
+/// The sprite is only dereferenced mutably for the first position: a later
+/// sample leaves `Transform` and `Visibility` unchanged (no change detection,
+/// no transform propagation); interpolation moves the sprite if it is near
+/// the view.
 pub fn record_position(
     history: &mut PositionHistory,
     latest: &mut LatestPosition,
-    transform: &mut Transform,
-    visibility: &mut Visibility,
+    transform: &mut impl DerefMut<Target = Transform>,
+    visibility: &mut impl DerefMut<Target = Visibility>,
     position: Vec2,
     now_secs: f64,
 ) -> Option<SampleInterval> {
     let previous = history.latest();
     if previous.is_none() {
         transform.translation = units_to_px(position).extend(REMOTE_Z);
-        *visibility = Visibility::Inherited;
+        **visibility = Visibility::Inherited;
     }
     if history.0.len() >= POSITION_HISTORY_LEN {
         history.0.pop_front();
@@ -237,8 +267,8 @@ fn spawn_remote_player(
         record_position(
             &mut history,
             &mut latest,
-            &mut transform,
-            &mut visibility,
+            &mut &mut transform,
+            &mut &mut visibility,
             position,
             now_secs,
         );
@@ -258,7 +288,14 @@ fn spawn_remote_player(
         visibility,
         history,
         latest,
-        children![label_bundle(label_text(info.id, &info.name, info.kind))],
+        // Hidden until the labels' view shows it (nearest first).
+        related!(
+            NameLabel[label_bundle(
+                label_text(info.id, &info.name, info.kind),
+                &transform,
+                Visibility::Hidden,
+            )]
+        ),
     ));
     if info.kind == PlayerKind::Legacy {
         entity.insert(LegacyPlayer);
@@ -425,7 +462,7 @@ pub fn spawn_local_player_on_welcome(
     settings: Res<ClientSettings>,
     sprites: Res<PlayerSprites>,
     mut local: Query<(Entity, &mut PlayerId), With<LocalPlayer>>,
-    mut labels: Query<(&ChildOf, &mut Text2d), With<PlayerLabel>>,
+    mut labels: Query<(&LabelOf, &mut Text2d), With<PlayerLabel>>,
 ) {
     for event in messages.read() {
         let ConnectionEvent::Welcome { id, .. } = event else {
@@ -437,8 +474,8 @@ pub fn spawn_local_player_on_welcome(
         let text = format!("{} #{id} (you)", settings.name);
         if let Ok((entity, mut player_id)) = local.single_mut() {
             player_id.0 = *id;
-            for (parent, mut label) in &mut labels {
-                if parent.parent() == entity {
+            for (of, mut label) in &mut labels {
+                if of.0 == entity {
                     label.0.clone_from(&text);
                 }
             }
@@ -452,6 +489,7 @@ pub fn spawn_local_player_on_welcome(
                 rng.random_range(-spread..=spread).round(),
             )
         };
+        let transform = Transform::from_translation(units_to_px(start).extend(LOCAL_Z));
         commands.spawn((
             LocalPlayer,
             PlayerId(*id),
@@ -463,8 +501,8 @@ pub fn spawn_local_player_on_welcome(
                 custom_size: Some(Vec2::splat(PLAYER_SPRITE_PX)),
                 ..default()
             },
-            Transform::from_translation(units_to_px(start).extend(LOCAL_Z)),
-            children![label_bundle(text)],
+            transform,
+            related!(NameLabel[label_bundle(text, &transform, Visibility::Inherited)]),
         ));
     }
 }

@@ -1,11 +1,13 @@
 //! Name labels that stay readable in a crowd: they fade out as the camera
 //! zooms out, and at most `MAX_NAMED_PLAYERS` remote players — the nearest to
 //! the view's centre — carry a name at all. Our own label always shows.
+//! Labels are entities of their own (not children of their sprite), so only
+//! the labels shown are moved with their player, here.
 
 use bevy::prelude::*;
 
 use super::camera::{CameraSystems, MainCamera, projection_scale};
-use crate::logic::players::{PlayerLabel, RemotePlayer};
+use crate::logic::players::{LabelOf, PlayerLabel, RemotePlayer, label_translation};
 
 /// Names drawn at most, nearest first.
 pub const MAX_NAMED_PLAYERS: usize = 60;
@@ -20,7 +22,13 @@ pub struct LabelsPlugin;
 
 impl Plugin for LabelsPlugin {
     fn build(&self, app: &mut App) {
-        app.add_systems(PostUpdate, choose_labels.after(CameraSystems));
+        app.add_systems(
+            PostUpdate,
+            (choose_labels, follow_players)
+                .chain()
+                .after(CameraSystems)
+                .before(TransformSystems::Propagate),
+        );
     }
 }
 
@@ -30,9 +38,9 @@ pub fn label_alpha(scale: f32) -> f32 {
     1.0 - t.clamp(0.0, 1.0)
 }
 
-/// A label's parent, whether it shows, and its colour (for the fade).
+/// A label's player, whether it shows, and its colour (for the fade).
 type LabelParts = (
-    &'static ChildOf,
+    &'static LabelOf,
     &'static mut Visibility,
     &'static mut TextColor,
 );
@@ -72,10 +80,10 @@ pub fn choose_labels(
     }
     let chosen: bevy::platform::collections::HashSet<Entity> =
         by_distance[..named].iter().map(|(_, e)| *e).collect();
-    for (parent, mut visibility, mut color) in &mut labels {
-        let remote = players.contains(parent.parent());
+    for (of, mut visibility, mut color) in &mut labels {
+        let remote = players.contains(of.0);
         // Our own label stays; remote ones obey the cap and the fade.
-        let show = !remote || (alpha > 0.0 && chosen.contains(&parent.parent()));
+        let show = !remote || (alpha > 0.0 && chosen.contains(&of.0));
         let wanted = if show {
             Visibility::Inherited
         } else {
@@ -85,6 +93,69 @@ pub fn choose_labels(
         if remote && show {
             let faded = TextColor(Color::WHITE.with_alpha(alpha));
             color.set_if_neq(faded);
+        }
+    }
+}
+
+/// Places each shown label above its player (hidden ones are left alone).
+pub fn follow_players(
+    players: Query<&Transform, Without<PlayerLabel>>,
+    mut labels: Query<(&LabelOf, &Visibility, &mut Transform), With<PlayerLabel>>,
+) {
+    for (of, visibility, mut transform) in &mut labels {
+        if *visibility == Visibility::Hidden {
+            continue;
+        }
+        if let Ok(player) = players.get(of.0) {
+            let goal = label_translation(player.translation);
+            if transform.translation != goal {
+                transform.translation = goal;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logic::players::{NameLabel, label_translation};
+
+    #[test]
+    fn the_nearest_players_are_named_and_their_labels_follow_them() {
+        let mut world = World::new();
+        world.init_resource::<Time<Real>>();
+        world.spawn((
+            MainCamera,
+            Transform::default(),
+            Projection::Orthographic(OrthographicProjection::default_2d()),
+        ));
+        let players: Vec<Entity> = (0..MAX_NAMED_PLAYERS + 20)
+            .map(|i| {
+                let at = Transform::from_xyz(i as f32 * 30.0, 0.0, 10.0);
+                let player = world.spawn((RemotePlayer, at, Visibility::Inherited)).id();
+                world.spawn((
+                    PlayerLabel,
+                    LabelOf(player),
+                    Transform::default(),
+                    Visibility::Hidden,
+                    TextColor(Color::WHITE),
+                ));
+                player
+            })
+            .collect();
+        let mut schedule = Schedule::default();
+        schedule.add_systems((choose_labels, follow_players).chain());
+        schedule.run(&mut world);
+
+        for (i, player) in players.iter().enumerate() {
+            let label = world.get::<NameLabel>(*player).unwrap().entity();
+            let shown = world.get::<Visibility>(label) != Some(&Visibility::Hidden);
+            assert_eq!(shown, i < MAX_NAMED_PLAYERS, "player {i}");
+            if shown {
+                let sprite = world.get::<Transform>(*player).unwrap().translation;
+                let placed = world.get::<Transform>(label).unwrap().translation;
+                assert_eq!(placed, label_translation(sprite));
+            }
         }
     }
 }

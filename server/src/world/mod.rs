@@ -697,6 +697,16 @@ mod tests {
         assert_eq!(world.position_of(1), Some(Position::new(-32767, -32767)));
     }
 
+    /// A world whose broadcaster runs without a floor, already started (so
+    /// eager) when this returns; cancel the token to stop it.
+    async fn world_with_broadcaster() -> (Arc<World>, CancellationToken) {
+        let world = World::new();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(Arc::clone(&world).run_broadcaster(Duration::ZERO, shutdown.clone()));
+        tokio::task::yield_now().await;
+        (world, shutdown)
+    }
+
     /// Moves `who` to (x, 0) and returns what `watcher` receives next.
     async fn next_records(watcher: &Membership) -> Vec<PositionRecord> {
         watcher.changed().await;
@@ -705,9 +715,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn isolated_changes_go_out_without_waiting_for_a_tick() {
-        let world = World::new();
-        let shutdown = CancellationToken::new();
-        tokio::spawn(Arc::clone(&world).run_broadcaster(Duration::ZERO, shutdown.clone()));
+        let (world, shutdown) = world_with_broadcaster().await;
         let a = world.join(info(1), &LEGACY_RECORDS);
         a.changed().await;
         let _ = a.take_outgoing();
@@ -726,9 +734,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn changes_gather_while_a_broadcast_is_still_being_taken() {
-        let world = World::new();
-        let shutdown = CancellationToken::new();
-        tokio::spawn(Arc::clone(&world).run_broadcaster(Duration::ZERO, shutdown.clone()));
+        let (world, shutdown) = world_with_broadcaster().await;
         let a = world.join(info(1), &LEGACY_RECORDS);
         let b = world.join(info(2), &LEGACY_RECORDS);
         a.changed().await;
@@ -757,11 +763,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_lone_change_is_sent_from_the_task_that_brought_it() {
-        let world = World::new();
-        let shutdown = CancellationToken::new();
-        tokio::spawn(Arc::clone(&world).run_broadcaster(Duration::ZERO, shutdown.clone()));
-        // Let it start (and become eager) before anything happens.
-        tokio::task::yield_now().await;
+        let (world, shutdown) = world_with_broadcaster().await;
         let a = world.join(info(1), &LEGACY_RECORDS);
         let b = world.join(info(2), &LEGACY_RECORDS);
         a.changed().await;
@@ -779,11 +781,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn what_gathered_goes_out_once_all_but_the_allowed_stragglers_took_theirs() {
-        let world = World::new();
-        let shutdown = CancellationToken::new();
-        tokio::spawn(Arc::clone(&world).run_broadcaster(Duration::ZERO, shutdown.clone()));
-        // Let it start (and become eager) before anything happens.
-        tokio::task::yield_now().await;
+        let (world, shutdown) = world_with_broadcaster().await;
         let members: Vec<Membership> = (1..=128)
             .map(|id| world.join(info(id), &LEGACY_RECORDS))
             .collect();
@@ -815,9 +813,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_costly_broadcast_is_followed_by_a_gap_as_long_as_it_took() {
-        let world = World::new();
-        let shutdown = CancellationToken::new();
-        tokio::spawn(Arc::clone(&world).run_broadcaster(Duration::ZERO, shutdown.clone()));
+        let (world, shutdown) = world_with_broadcaster().await;
         tokio::task::yield_now().await;
         let a = world.join(info(1), &LEGACY_RECORDS);
         a.changed().await;
@@ -840,9 +836,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_subscriber_that_never_takes_holds_others_back_at_most_max_gather() {
-        let world = World::new();
-        let shutdown = CancellationToken::new();
-        tokio::spawn(Arc::clone(&world).run_broadcaster(Duration::ZERO, shutdown.clone()));
+        let (world, shutdown) = world_with_broadcaster().await;
         let a = world.join(info(1), &LEGACY_RECORDS);
         let _stuck = world.join(info(2), &LEGACY_RECORDS);
         a.changed().await;

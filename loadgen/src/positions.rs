@@ -20,7 +20,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 use shared::ClientId;
@@ -149,8 +149,12 @@ pub struct PositionsReport {
     pub send_lateness: LatencySummary,
     /// Why the verdict is not `pass` (empty when it is).
     pub failures: Vec<String>,
-    /// Own-echo latency of the legacy clients (send → own record seen).
+    /// Own-echo latency of the legacy clients: from the scheduled send to
+    /// the echo's arrival at this machine (the kernel's receive timestamp).
     pub echo: LatencySummary,
+    /// The same latency counted to when this generator read the echo: its
+    /// own wake-up and scheduling delays included.
+    pub echo_as_read: LatencySummary,
     /// Own positions whose echo never came (coalesced away or lost).
     pub echoes_missed: u64,
     /// Own-echo latency of the native clients, if the server echoes to them.
@@ -223,6 +227,8 @@ pub(crate) enum Kind {
 /// State shared by the coordinator and every client.
 pub(crate) struct Shared {
     pub(crate) epoch: Instant,
+    /// The wall-clock time of `epoch`, to place the kernel's timestamps.
+    pub(crate) epoch_wall: SystemTime,
     /// Ids of all our connected clients, set once before the load phase.
     pub(crate) ids: OnceLock<HashSet<ClientId>>,
     pub(crate) finals_sent: AtomicUsize,
@@ -236,6 +242,7 @@ impl Shared {
     pub(crate) fn new() -> Self {
         Shared {
             epoch: Instant::now(),
+            epoch_wall: SystemTime::now(),
             ids: OnceLock::new(),
             finals_sent: AtomicUsize::new(0),
             finals_seen: AtomicU64::new(0),
@@ -248,6 +255,14 @@ impl Shared {
     pub(crate) fn micros_since_epoch(&self, at: Instant) -> u64 {
         at.saturating_duration_since(self.epoch).as_micros() as u64
     }
+
+    /// The instant of a wall-clock time (a kernel timestamp).
+    pub(crate) fn instant_of(&self, at: SystemTime) -> Instant {
+        match at.duration_since(self.epoch_wall) {
+            Ok(after) => self.epoch + after,
+            Err(before) => self.epoch.checked_sub(before.duration()).unwrap_or(self.epoch),
+        }
+    }
 }
 
 /// What one client reports when it ends.
@@ -257,7 +272,10 @@ pub(crate) struct Outcome {
     pub(crate) connected: bool,
     pub(crate) sent: u64,
     pub(crate) records_in_load: u64,
+    /// Own echoes, to their arrival at this machine (kernel timestamp).
     pub(crate) echoes: Latencies,
+    /// The same, to when this generator got to read them.
+    pub(crate) echoes_read: Latencies,
     pub(crate) lateness: Latencies,
     pub(crate) records_delivered: u64,
     pub(crate) visible_max: usize,
@@ -429,6 +447,7 @@ pub async fn run(config: PositionsConfig) -> Result<PositionsReport, RunError> {
         ..PositionsReport::default()
     };
     let mut echoes = Latencies::new();
+    let mut echoes_read = Latencies::new();
     let mut native_echoes = Latencies::new();
     let mut lateness = pacer_lateness;
     let stop_deadline = tokio::time::Instant::now() + STOP_TIMEOUT;
@@ -455,7 +474,10 @@ pub async fn run(config: PositionsConfig) -> Result<PositionsReport, RunError> {
         }
         match outcome.kind {
             Some(Kind::Native) => native_echoes.merge(&outcome.echoes),
-            _ => echoes.merge(&outcome.echoes),
+            _ => {
+                echoes.merge(&outcome.echoes);
+                echoes_read.merge(&outcome.echoes_read);
+            }
         }
         add_errors(&mut report.errors, &outcome.errors);
         add_anomalies(&mut report.anomalies, &outcome.anomalies);
@@ -473,6 +495,7 @@ pub async fn run(config: PositionsConfig) -> Result<PositionsReport, RunError> {
     report.records_received_per_s = per_second(report.records_received, seconds);
     report.records_expected_per_s = report.positions_sent_per_s * connected as f64;
     report.echo = echoes.summary();
+    report.echo_as_read = echoes_read.summary();
     report.native_echo = native_echoes.summary();
     let mut all_echoes = echoes;
     all_echoes.merge(&native_echoes);

@@ -51,6 +51,7 @@ pub fn positions_table(r: &PositionsReport) -> String {
             ),
         ),
         ("own-echo latency", latency_line(&r.echo)),
+        ("  as read", latency_line(&r.echo_as_read)),
         (
             "echoes missed",
             format!(
@@ -478,7 +479,7 @@ fn summary_row(clients: f64, server: &str, runs: &[&Entry]) -> String {
     )
 }
 
-const RUNS_HEADER: &str = "| server | clients | run | sent/s | records/s | full delivery/s | echo p50 ms | p99 ms | max ms | send late p99 ms | echoes missed | convergence ms | errors | verdict | CPU s: server / loadgen / other | ns/record | wall s | steal % | load avg |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|";
+const RUNS_HEADER: &str = "| server | clients | run | sent/s | records/s | full delivery/s | echo p50 ms | p99 ms | max ms | p99 as read ms | send late p99 ms | echoes missed | convergence ms | errors | verdict | CPU s: server / loadgen / other | ns/record | wall s | steal % | load avg |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|";
 
 fn run_row(e: &Entry) -> String {
     let r = &e.report;
@@ -496,7 +497,7 @@ fn run_row(e: &Entry) -> String {
         )
     };
     format!(
-        "| {} | {} / {}{native} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {converged} | {} | {} | {} / {} / {} | {} | {} | {} | {} |",
+        "| {} | {} / {}{native} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {converged} | {} | {} | {} / {} / {} | {} | {} | {} | {} |",
         e.server,
         text(r, &["clients_connected"]),
         text(r, &["clients"]),
@@ -507,6 +508,7 @@ fn run_row(e: &Entry) -> String {
         opt(e.report_f64(&["echo", "p50_ms"]), fig),
         opt(e.report_f64(&["echo", "p99_ms"]), fig),
         opt(e.report_f64(&["echo", "max_ms"]), fig),
+        opt(e.report_f64(&["echo_as_read", "p99_ms"]), fig),
         opt(e.report_f64(&["send_lateness", "p99_ms"]), fig),
         text(r, &["echoes_missed"]),
         text(r, &["errors", "total"]),
@@ -591,8 +593,9 @@ pub fn markdown(entries: &[Entry]) -> String {
         "Produced by `bench/run` with `loadgen`; what each column means and what limits the \
          figures: [docs/bench/README.md](README.md). Everything ran on one machine over \
          127.0.0.1 (the load generator shares the CPUs with the server under test). Echo \
-         latency: a client sends a position and waits for its own record to come back. \
-         Figures are the median (min–max) of the runs of a point; servers alternated run by \
+         latency: from the tick a client's position was scheduled for until its own \
+         record came back, as stamped by the kernel on arrival (\"as read\": when the \
+         generator got to read it, its own wake-up included). Figures are the median (min–max) of the runs of a point; servers alternated run by \
          run. ns/record: server CPU time over the run divided by the records it delivered.\n"
     );
     let positions = entries
@@ -828,7 +831,7 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| python | at least **6,400** clients"), "{md}");
-        assert!(md.contains("| rust | 50 / 50 | 2 | 500 | 25,000 | 25,000 | 0.200 | 0.900 | 2.00 | 0.050 | 0 | 1.50 | 0 | pass | 2.00 / 2.31 / 0.50 | 8,000 | 10.5 | 0.10 | 1.50 |"), "{md}");
+        assert!(md.contains("| rust | 50 / 50 | 2 | 500 | 25,000 | 25,000 | 0.200 | 0.900 | 2.00 | - | 0.050 | 0 | 1.50 | 0 | pass | 2.00 / 2.31 / 0.50 | 8,000 | 10.5 | 0.10 | 1.50 |"), "{md}");
         // (11264 - 1024) KiB over 10 connections.
         assert!(
             md.contains("| python | 10 / 10 | 0 | 0 | 1.0 | 11.0 | 1024.0 |"),

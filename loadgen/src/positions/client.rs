@@ -1,16 +1,21 @@
 //! One simulated player: connects (legacy or native), sends its positions on
 //! schedule, reads everything the server sends and keeps the tallies.
 
+use std::cell::RefCell;
 use std::collections::{HashSet, VecDeque};
+use std::io::IoSliceMut;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Buf, BytesMut};
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt};
+use nix::sys::time::TimeSpec;
 use shared::ClientId;
 use shared::legacy::{Position, PositionRecord};
 use shared::native::{ClientMessage, FrameCodec, PROTOCOL_VERSION, ServerMessage, encode_frame};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::{sleep_until, timeout};
@@ -173,6 +178,8 @@ impl Client {
             }
         };
         let connected = connected.and_then(|(stream, id, buf)| {
+            stamp_arrivals(&stream)
+                .map_err(|e| ConnectError::Connect(format!("SO_TIMESTAMPNS: {e}")))?;
             let stream = share_with_pacer(stream, self.direct.as_deref())?;
             Ok((stream, id, buf))
         });
@@ -234,7 +241,7 @@ impl Client {
         let mut native_codec = FrameCodec::<ServerMessage>::default();
         let mut out = BytesMut::with_capacity(64);
         // Bytes that came with the greeting/handshake.
-        self.process(buf, &mut native_codec, player, &mut out, Instant::now())?;
+        self.process(buf, &mut native_codec, player, &mut out, Arrival::read_now())?;
         if let Some(view) = player.walk.as_mut().and_then(Walk::view_due) {
             let _ = encode_frame(&view, &mut out);
         }
@@ -305,17 +312,16 @@ impl Client {
                     }
                     flush(stream, &mut out).await?;
                 }
-                read = stream.read_buf(buf) => {
-                    match read {
-                        Ok(0) => return Err(Failure::Closed),
-                        Ok(_) => {}
+                read = read_stamped(stream, buf) => {
+                    let kernel = match read {
+                        Ok((0, _)) => return Err(Failure::Closed),
+                        Ok((_, kernel)) => kernel,
                         Err(_) => return Err(Failure::Io),
-                    }
-                    self.process(buf, &mut native_codec, player, &mut out, Instant::now())?;
+                    };
+                    let read = Instant::now();
+                    let kernel = kernel.map_or(read, |at| self.shared.instant_of(at).min(read));
+                    self.process(buf, &mut native_codec, player, &mut out, Arrival { read, kernel })?;
                     flush(stream, &mut out).await?;
-                    if buf.capacity() - buf.len() < 1024 {
-                        buf.reserve(16 * 1024);
-                    }
                 }
             }
         }
@@ -338,9 +344,9 @@ impl Client {
         native_codec: &mut FrameCodec<ServerMessage>,
         player: &mut Player,
         out: &mut BytesMut,
-        now: Instant,
+        now: Arrival,
     ) -> Result<(), Failure> {
-        let in_load = player.load_end.is_some_and(|end| now < end);
+        let in_load = player.load_end.is_some_and(|end| now.read < end);
         // Before any echo is looked at: the pacer may have sent since.
         player.count_pacer_sends();
         match self.kind {
@@ -487,7 +493,7 @@ impl Player {
     }
 
     #[inline]
-    fn on_record(&mut self, record: PositionRecord, now: Instant) {
+    fn on_record(&mut self, record: PositionRecord, now: Arrival) {
         let regular = !record.is_leave() && record.position() != FINAL;
         if regular && record.id != self.id && self.finals_seen.is_empty() {
             // The common case, kept small enough to inline into the decode
@@ -500,7 +506,7 @@ impl Player {
 
     /// Own echoes, leaves, final moves and moves after a final one.
     #[inline(never)]
-    fn on_special_record(&mut self, record: PositionRecord, regular: bool, now: Instant) {
+    fn on_special_record(&mut self, record: PositionRecord, regular: bool, now: Arrival) {
         let ids = self.shared.ids.get();
         if self.counting && regular {
             self.outcome.records_delivered += 1;
@@ -522,7 +528,7 @@ impl Player {
         }
     }
 
-    fn on_own_record(&mut self, position: Position, now: Instant) {
+    fn on_own_record(&mut self, position: Position, now: Arrival) {
         if position == FINAL {
             return;
         }
@@ -542,8 +548,7 @@ impl Player {
         self.last_echo = seq;
         if ((self.highest_sent - seq) as usize) < SEND_RING {
             let sent = self.sent_at[seq as usize % SEND_RING];
-            let now = self.shared.micros_since_epoch(now);
-            self.outcome.echoes.record_us(now.saturating_sub(sent));
+            self.record_echo(sent, now);
         } else {
             self.outcome.echoes_missed += 1;
         }
@@ -552,9 +557,17 @@ impl Player {
 }
 
 impl Player {
+    /// An own echo of the send scheduled at `sent_us` (µs since the epoch).
+    fn record_echo(&mut self, sent_us: u64, arrival: Arrival) {
+        let kernel = self.shared.micros_since_epoch(arrival.kernel);
+        let read = self.shared.micros_since_epoch(arrival.read);
+        self.outcome.echoes.record_us(kernel.saturating_sub(sent_us));
+        self.outcome.echoes_read.record_us(read.saturating_sub(sent_us));
+    }
+
     /// Own echo in walk mode: matched to the oldest pending send at that
     /// position; older pending sends were coalesced away (missed).
-    fn on_own_walk_record(&mut self, position: Position, now: Instant) {
+    fn on_own_walk_record(&mut self, position: Position, now: Arrival) {
         let Some(walk) = self.walk.as_mut() else {
             return;
         };
@@ -571,12 +584,86 @@ impl Player {
             matched = walk.pending.pop_front();
         }
         if let Some((_, seq, sent_us)) = matched {
-            let now = self.shared.micros_since_epoch(now);
-            self.outcome.echoes.record_us(now.saturating_sub(sent_us));
+            self.record_echo(sent_us, now);
             self.last_echo = seq;
         }
         self.check_drained();
     }
+}
+
+/// When a read's bytes reached this machine, and when this task read them.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Arrival {
+    /// When the task got to read them (its own wake-up included).
+    pub(super) read: Instant,
+    /// When the kernel received the last of them (`SO_TIMESTAMPNS`): the
+    /// generator's own scheduling delay is not the server's latency.
+    pub(super) kernel: Instant,
+}
+
+impl Arrival {
+    /// Bytes whose kernel arrival is unknown: both times are now.
+    pub(super) fn read_now() -> Self {
+        Arrival::at(Instant::now())
+    }
+
+    /// Read at `at`, arrival unknown.
+    pub(super) fn at(at: Instant) -> Self {
+        Arrival { read: at, kernel: at }
+    }
+}
+
+/// The most one read takes.
+const READ_SIZE: usize = 64 * 1024;
+
+thread_local! {
+    /// Where reads land before they are appended to a client's buffer: one
+    /// per worker thread, as no read awaits between the two.
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_SIZE].into_boxed_slice());
+}
+
+/// Asks the kernel to stamp what `stream` receives with its arrival time.
+fn stamp_arrivals(stream: &TcpStream) -> std::io::Result<()> {
+    setsockopt(stream, sockopt::ReceiveTimestampns, &true).map_err(std::io::Error::from)
+}
+
+/// Reads what `stream` has into `buf`; returns how many bytes and when the
+/// kernel received the last of them (if it said).
+async fn read_stamped(
+    stream: &TcpStream,
+    buf: &mut BytesMut,
+) -> std::io::Result<(usize, Option<SystemTime>)> {
+    loop {
+        stream.readable().await?;
+        let read = stream.try_io(Interest::READABLE, || {
+            SCRATCH.with_borrow_mut(|scratch| {
+                let (n, stamp) = recv_stamped(stream.as_raw_fd(), scratch)?;
+                buf.extend_from_slice(&scratch[..n]);
+                Ok((n, stamp))
+            })
+        });
+        match read {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            result => return result,
+        }
+    }
+}
+
+/// One `recvmsg`, with the `SCM_TIMESTAMPNS` control message if any.
+fn recv_stamped(fd: RawFd, into: &mut [u8]) -> std::io::Result<(usize, Option<SystemTime>)> {
+    let mut control = nix::cmsg_space!(TimeSpec);
+    let mut iov = [IoSliceMut::new(into)];
+    let message = recvmsg::<()>(fd, &mut iov, Some(&mut control), MsgFlags::empty())
+        .map_err(std::io::Error::from)?;
+    let stamp = message.cmsgs().ok().and_then(|mut cmsgs| {
+        cmsgs.find_map(|cmsg| match cmsg {
+            ControlMessageOwned::ScmTimestampns(at) => Some(
+                SystemTime::UNIX_EPOCH + Duration::new(at.tv_sec() as u64, at.tv_nsec() as u32),
+            ),
+            _ => None,
+        })
+    });
+    Ok((message.bytes, stamp))
 }
 
 /// Gives the pacer a copy of a legacy client's socket (see
@@ -679,7 +766,11 @@ mod tests {
         let mut p = player(7, &[7, 8]);
         let t0 = Instant::now();
         let sent: Vec<Position> = (0..4).map(|_| p.next_position(t0)).collect();
-        let later = t0 + Duration::from_millis(5);
+        // In 5 ms after the tick; read 2 ms later still.
+        let later = Arrival {
+            kernel: t0 + Duration::from_millis(5),
+            read: t0 + Duration::from_millis(7),
+        };
         p.on_record(PositionRecord::moved(7, sent[0]), later);
         // The server coalesced positions 2 and 3 away.
         p.on_record(PositionRecord::moved(7, sent[3]), later);
@@ -693,6 +784,8 @@ mod tests {
         assert_eq!(p.outcome.anomalies.echo_unknown, 1);
         let summary = p.outcome.echoes.summary();
         assert!((summary.p50_ms - 5.0).abs() < 0.1, "{summary:?}");
+        let as_read = p.outcome.echoes_read.summary();
+        assert!((as_read.p50_ms - 7.0).abs() < 0.1, "{as_read:?}");
         // Last echo in and sending stopped: drained.
         p.stop_sending();
         assert!(p.drained);
@@ -706,7 +799,7 @@ mod tests {
         let first = p.next_position(now);
         p.next_position(now);
         p.stop_sending();
-        p.on_record(PositionRecord::moved(7, first), now);
+        p.on_record(PositionRecord::moved(7, first), Arrival::at(now));
         assert!(!p.drained);
         assert_eq!(p.shared.drained.load(Ordering::Acquire), 0);
     }
@@ -715,17 +808,48 @@ mod tests {
     fn finals_of_known_peers_count_once_and_regressions_undo_them() {
         let mut p = player(1, &[1, 2, 3]);
         let now = Instant::now();
-        p.on_record(PositionRecord::moved(2, FINAL), now);
-        p.on_record(PositionRecord::moved(2, FINAL), now);
-        p.on_record(PositionRecord::moved(99, FINAL), now); // not one of ours
-        p.on_record(PositionRecord::moved(3, FINAL), now);
+        p.on_record(PositionRecord::moved(2, FINAL), Arrival::at(now));
+        p.on_record(PositionRecord::moved(2, FINAL), Arrival::at(now));
+        p.on_record(PositionRecord::moved(99, FINAL), Arrival::at(now)); // not one of ours
+        p.on_record(PositionRecord::moved(3, FINAL), Arrival::at(now));
         assert_eq!(p.shared.finals_seen.load(Ordering::Acquire), 2);
         // A regular position of 3 after its final one.
-        p.on_record(PositionRecord::moved(3, encode_seq(1)), now);
+        p.on_record(PositionRecord::moved(3, encode_seq(1)), Arrival::at(now));
         assert_eq!(p.shared.finals_seen.load(Ordering::Acquire), 1);
         assert_eq!(p.outcome.anomalies.final_regressed, 1);
-        p.on_record(PositionRecord::leave(2), now);
-        p.on_record(PositionRecord::leave(42), now);
+        p.on_record(PositionRecord::leave(2), Arrival::at(now));
+        p.on_record(PositionRecord::leave(42), Arrival::at(now));
         assert_eq!(p.outcome.anomalies.peers_left, 1);
+    }
+
+    #[tokio::test]
+    async fn a_read_carries_the_kernels_arrival_time_of_its_bytes() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut sender = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (receiver, _) = listener.accept().await.unwrap();
+        stamp_arrivals(&receiver).unwrap();
+        // The kernel turns receive timestamps on in the background (a
+        // deferred static key) when the first socket asks for them.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let before = SystemTime::now();
+        sender.write_all(b"12345678").await.unwrap();
+        // Read late on purpose: the stamp is the arrival, not the read.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut buf = BytesMut::new();
+        let (n, stamp) = read_stamped(&receiver, &mut buf).await.unwrap();
+        let read_at = SystemTime::now();
+        assert_eq!((n, &buf[..]), (8, &b"12345678"[..]));
+        let stamp = stamp.expect("SO_TIMESTAMPNS gives a stamp");
+        assert!(stamp >= before - Duration::from_millis(1), "{stamp:?} {before:?}");
+        assert!(
+            read_at.duration_since(stamp).unwrap() >= Duration::from_millis(40),
+            "the stamp is the arrival, 50 ms before the read"
+        );
+        // Mapped onto the generator's clock.
+        let shared = Shared::new();
+        let at = shared.instant_of(stamp);
+        assert!(at <= Instant::now());
     }
 }

@@ -7,8 +7,13 @@
 //! added to every echo and hid sub-millisecond servers behind a 1.5 ms floor.
 //!
 //! One pacer thread walks the clients' schedule in time order and sleeps with
-//! `std::thread::sleep` (nanosleep: tens of microseconds late, not a whole
-//! millisecond) until each deadline. A pacer that falls behind sends the
+//! `std::thread::sleep` (nanosleep) until each deadline. Its timer slack is
+//! set to 1 ns (the default 50 µs is added to every sleep), and it sleeps
+//! only until [`SPIN_WINDOW`] before a deadline and spins the rest: on this
+//! virtual machine a 1 ms sleep woke 87 µs late (p50) and 196 µs (p99),
+//! which is the order of the latencies measured at 20 clients. Spinning is
+//! capped at [`SPIN_SHARE`] of the pacer's wall time, so at high rates
+//! (ticks a few microseconds apart) it does not take a core from the server. A pacer that falls behind sends the
 //! overdue ticks at once (the offered load stays nominal, like
 //! `MissedTickBehavior::Burst`), and the lateness still shows in the report.
 //!
@@ -159,7 +164,10 @@ impl Pacer {
     }
 
     fn run(mut self, start: Instant, end: Instant) -> Latencies {
+        // Best effort: without it sleeps are only less precise.
+        let _ = nix::sys::prctl::set_timerslack(1);
         let mut lateness = Latencies::new();
+        let mut clock = Clock::new(Instant::now());
         let mut period_start = start;
         while period_start < end {
             for entry in &mut self.entries {
@@ -167,15 +175,49 @@ impl Pacer {
                 if deadline >= end {
                     break;
                 }
-                let now = Instant::now();
-                if deadline > now {
-                    thread::sleep(deadline - now);
-                }
+                clock.wait_until(deadline);
                 entry.tick(deadline, &mut lateness);
             }
             period_start += self.period;
         }
         lateness
+    }
+}
+
+/// How long before a deadline the pacer stops sleeping and spins.
+const SPIN_WINDOW: Duration = Duration::from_micros(250);
+/// The most of its wall time the pacer may spend spinning.
+const SPIN_SHARE: u32 = 20; // 1/20 = 5 %
+
+/// Waits for deadlines: a sleep, then a spin within the budget.
+struct Clock {
+    began: Instant,
+    spun: Duration,
+}
+
+impl Clock {
+    fn new(began: Instant) -> Self {
+        Clock {
+            began,
+            spun: Duration::ZERO,
+        }
+    }
+
+    fn wait_until(&mut self, deadline: Instant) {
+        let now = Instant::now();
+        if deadline <= now {
+            return;
+        }
+        let budget = (now - self.began) / SPIN_SHARE;
+        let spin = SPIN_WINDOW.min(budget.saturating_sub(self.spun));
+        if deadline - now > spin {
+            thread::sleep(deadline - now - spin);
+        }
+        let spin_start = Instant::now();
+        while Instant::now() < deadline {
+            std::hint::spin_loop();
+        }
+        self.spun += Instant::now().saturating_duration_since(spin_start);
     }
 }
 
@@ -238,6 +280,25 @@ mod tests {
             assert_eq!(ticks, expected);
             assert!(rx.is_closed(), "the pacer closes the channel when done");
         }
+    }
+
+    #[test]
+    fn waits_reach_their_deadline_and_spin_within_their_share() {
+        // 100 ms of history: a 5 ms spin budget to begin with.
+        let began = Instant::now() - Duration::from_millis(100);
+        let mut clock = Clock::new(began);
+        for _ in 0..100 {
+            let deadline = Instant::now() + Duration::from_micros(400);
+            clock.wait_until(deadline);
+            assert!(Instant::now() >= deadline, "never early");
+        }
+        assert!(clock.spun > Duration::ZERO, "spun before some deadline");
+        assert!(
+            clock.spun <= began.elapsed() / SPIN_SHARE + SPIN_WINDOW,
+            "spun {:?} in {:?}",
+            clock.spun,
+            began.elapsed()
+        );
     }
 
     fn connected_pair() -> (TcpStream, TcpStream) {

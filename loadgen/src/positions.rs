@@ -260,7 +260,10 @@ impl Shared {
     pub(crate) fn instant_of(&self, at: SystemTime) -> Instant {
         match at.duration_since(self.epoch_wall) {
             Ok(after) => self.epoch + after,
-            Err(before) => self.epoch.checked_sub(before.duration()).unwrap_or(self.epoch),
+            Err(before) => self
+                .epoch
+                .checked_sub(before.duration())
+                .unwrap_or(self.epoch),
         }
     }
 }

@@ -200,15 +200,17 @@ pub fn measure_jitter(
 
 /// Where a player with these samples is drawn at `render_secs` (world units).
 pub fn sample_at(history: &PositionHistory, render_secs: f64) -> Option<Vec2> {
-    let samples = &history.0;
-    let (newest, newest_at) = *samples.back()?;
+    let (newest, newest_at) = history.latest()?;
     // The newest sample at or before the render time.
-    let Some(before) = samples.iter().rposition(|(_, at)| *at <= render_secs) else {
+    let Some(before) = (0..history.len())
+        .rev()
+        .find(|&i| history.get(i).is_some_and(|(_, at)| at <= render_secs))
+    else {
         // Older than anything we have (a new player): its first position.
-        return samples.front().map(|(p, _)| *p);
+        return history.oldest().map(|(p, _)| p);
     };
-    let (from, from_at) = samples[before];
-    if let Some(&(to, to_at)) = samples.get(before + 1) {
+    let (from, from_at) = history.get(before)?;
+    if let Some((to, to_at)) = history.get(before + 1) {
         if from.distance(to) > SNAP_DISTANCE_UNITS || to_at <= from_at {
             return Some(from);
         }
@@ -218,8 +220,7 @@ pub fn sample_at(history: &PositionHistory, render_secs: f64) -> Option<Vec2> {
     // Past the newest sample: extrapolate briefly along the last velocity,
     // if the player was moving (samples close together).
     let ahead = (render_secs - newest_at).min(MAX_EXTRAPOLATION_SECS);
-    if before >= 1 {
-        let (previous, previous_at) = samples[before - 1];
+    if let Some((previous, previous_at)) = before.checked_sub(1).and_then(|i| history.get(i)) {
         let dt = newest_at - previous_at;
         if dt > 0.0 && dt <= IDLE_GAP_SECS && previous.distance(newest) <= SNAP_DISTANCE_UNITS {
             let velocity = (newest - previous) / dt as f32;
@@ -288,12 +289,10 @@ mod tests {
     use super::*;
 
     fn history(samples: &[(f32, f64)]) -> PositionHistory {
-        PositionHistory(
-            samples
-                .iter()
-                .map(|&(x, t)| (Vec2::new(x, 0.0), t))
-                .collect(),
-        )
+        samples
+            .iter()
+            .map(|&(x, t)| (Vec2::new(x, 0.0), t))
+            .collect()
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! What a client does without a window ([`crate::GameLogicPlugins`]).
 
+pub mod history;
 pub mod interpolation;
 pub mod local_input;
 pub mod math_panel;

@@ -3,7 +3,6 @@
 //! whichever message brought it, goes through [`record_position`]; drawing
 //! remote sprites between those samples is [`super::interpolation`]'s job.
 
-use std::collections::VecDeque;
 use std::ops::DerefMut;
 
 use bevy::platform::collections::{HashMap, HashSet};
@@ -13,15 +12,12 @@ use shared::ClientId;
 use shared::legacy::Position;
 use shared::native::{PlayerInfo, PlayerKind};
 
+pub use super::history::{POSITION_HISTORY_LEN, PositionHistory};
 use crate::net::{ConnectionEvent, LocalPlayerId, NetSystems, PositionsReceived, RosterEvent};
 use crate::{ClientSettings, ControlMode};
 
 /// Screen pixels per world unit: a legacy walker's ±1 steps move 4 px.
 pub const PIXELS_PER_UNIT: f32 = 4.0;
-/// Raw samples kept per remote player: the interpolation buffer (at most
-/// 0.5 s deep, see `MAX_DELAY_SECS`) and the overlay's trail. 24 covers
-/// 2.4 s at 10 Hz.
-pub const POSITION_HISTORY_LEN: usize = 24;
 /// Side of a player sprite, in pixels.
 pub const PLAYER_SPRITE_PX: f32 = 20.0;
 /// A fresh local player appears this far (in units) around the origin at most.
@@ -93,18 +89,6 @@ impl NameLabel {
 /// The player's kind, for colours and the minimap.
 #[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Kind(pub PlayerKind);
-
-/// The raw positions received lately (world units, `Time` seconds of
-/// arrival), newest last. Empty until the server says where the player is.
-#[derive(Component, Debug, Default, Clone)]
-pub struct PositionHistory(pub VecDeque<(Vec2, f64)>);
-
-impl PositionHistory {
-    /// The newest received position and when it arrived.
-    pub fn latest(&self) -> Option<(Vec2, f64)> {
-        self.0.back().copied()
-    }
-}
 
 /// A remote player's newest received position (world units), kept inline
 /// beside the entity so a pass over every player (the drawn-area check, the
@@ -237,10 +221,7 @@ pub fn record_position(
         transform.translation = units_to_px(position).extend(REMOTE_Z);
         **visibility = Visibility::Inherited;
     }
-    if history.0.len() >= POSITION_HISTORY_LEN {
-        history.0.pop_front();
-    }
-    history.0.push_back((position, now_secs));
+    history.push((position, now_secs));
     latest.0 = Some(position);
     previous.map(|(_, at)| SampleInterval {
         gap_secs: now_secs - at,

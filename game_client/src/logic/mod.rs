@@ -4,5 +4,6 @@ pub mod history;
 pub mod interpolation;
 pub mod local_input;
 pub mod math_panel;
+pub mod player_index;
 pub mod players;
 pub mod stats;

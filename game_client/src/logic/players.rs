@@ -5,7 +5,7 @@
 
 use std::ops::DerefMut;
 
-use bevy::platform::collections::{HashMap, HashSet};
+use bevy::platform::collections::HashSet;
 use bevy::prelude::*;
 use rand::Rng;
 use shared::ClientId;
@@ -13,6 +13,7 @@ use shared::legacy::Position;
 use shared::native::{PlayerInfo, PlayerKind};
 
 pub use super::history::{POSITION_HISTORY_LEN, PositionHistory};
+pub use super::player_index::PlayerIndex;
 use crate::net::{ConnectionEvent, LocalPlayerId, NetSystems, PositionsReceived, RosterEvent};
 use crate::{ClientSettings, ControlMode};
 
@@ -101,10 +102,6 @@ pub struct LatestPosition(pub Option<Vec2>);
 /// accumulate; rounded when sent).
 #[derive(Component, Debug, Default, Clone, Copy)]
 pub struct LocalPosition(pub Vec2);
-
-/// Remote player entities by id.
-#[derive(Resource, Debug, Default)]
-pub struct PlayerIndex(pub HashMap<ClientId, Entity>);
 
 /// Sprite images (default handles without an `AssetServer`, e.g. headless).
 #[derive(Resource, Debug, Clone)]
@@ -316,11 +313,11 @@ pub fn apply_roster_events(
         match event {
             RosterEvent::Snapshot(players_now) => {
                 let present: HashSet<ClientId> = players_now.iter().map(|p| p.info.id).collect();
-                index.0.retain(|id, entity| {
-                    let keep = present.contains(id);
+                index.retain(|id, entity| {
+                    let keep = present.contains(&id);
                     if !keep {
                         info!("player gone (not in snapshot) id={id}");
-                        commands.entity(*entity).despawn();
+                        commands.entity(entity).despawn();
                     }
                     keep
                 });
@@ -330,8 +327,8 @@ pub fn apply_roster_events(
                         continue;
                     }
                     let position = player.position.map(position_to_units);
-                    match index.0.get(&id) {
-                        Some(&entity) => {
+                    match index.get(id) {
+                        Some(entity) => {
                             if let (
                                 Some(position),
                                 Ok((mut history, mut latest, mut transform, mut visibility)),
@@ -362,13 +359,13 @@ pub fn apply_roster_events(
                                 position,
                                 now,
                             );
-                            index.0.insert(id, entity);
+                            index.insert(id, entity);
                         }
                     }
                 }
             }
             RosterEvent::Joined(info) => {
-                if Some(info.id) == local_id.0 || index.0.contains_key(&info.id) {
+                if Some(info.id) == local_id.0 || index.contains(info.id) {
                     continue;
                 }
                 info!(
@@ -378,10 +375,10 @@ pub fn apply_roster_events(
                     kind_label(info.kind)
                 );
                 let entity = spawn_remote_player(&mut commands, &sprites, info, None, now);
-                index.0.insert(info.id, entity);
+                index.insert(info.id, entity);
             }
             RosterEvent::Left(id) => {
-                if let Some(entity) = index.0.remove(id) {
+                if let Some(entity) = index.remove(*id) {
                     info!("player left id={id}");
                     commands.entity(entity).despawn();
                 }
@@ -389,7 +386,7 @@ pub fn apply_roster_events(
             RosterEvent::Cleared => {
                 // The view is stale the moment the connection is gone; the
                 // next Welcome brings a fresh snapshot.
-                for (_, entity) in index.0.drain() {
+                for (_, entity) in index.drain() {
                     commands.entity(entity).despawn();
                 }
             }
@@ -413,7 +410,7 @@ pub fn apply_server_positions(
             if Some(update.id) == local_id.0 {
                 continue;
             }
-            let Some(&entity) = index.0.get(&update.id) else {
+            let Some(entity) = index.get(update.id) else {
                 continue;
             };
             let Ok((mut history, mut latest, mut transform, mut visibility)) =

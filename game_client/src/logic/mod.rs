@@ -6,4 +6,5 @@ pub mod local_input;
 pub mod math_panel;
 pub mod player_index;
 pub mod players;
+pub mod schedules;
 pub mod stats;

@@ -1,7 +1,9 @@
 //! A remote player's recent raw positions, kept inline in its component: a
 //! fixed ring of the last [`POSITION_HISTORY_LEN`] samples, so recording one
 //! is a write into the entity's own table row (no heap buffer per player, no
-//! allocation) and interpolation reads the newest few next to each other.
+//! allocation). The newest [`RECENT_LEN`] are also kept newest first at the
+//! start of the component, with the ring's cursor, in one cache line: that is
+//! all interpolation reads of a player unless it draws further back.
 
 use bevy::prelude::*;
 
@@ -10,26 +12,34 @@ use bevy::prelude::*;
 /// 2.4 s at 10 Hz.
 pub const POSITION_HISTORY_LEN: usize = 24;
 const _: () = assert!(POSITION_HISTORY_LEN <= u8::MAX as usize);
+/// Samples kept newest first in the component's first cache line.
+pub const RECENT_LEN: usize = 3;
 
 /// One received position: world units, and the `Time` seconds it arrived.
 pub type Sample = (Vec2, f64);
 
 /// The raw positions received lately, oldest first. Empty until the server
 /// says where the player is; when full, a new sample replaces the oldest.
+///
+/// Aligned to a cache line so `recent` and the cursor share one.
 #[derive(Component, Debug, Clone, Copy, PartialEq)]
+#[repr(C, align(64))]
 pub struct PositionHistory {
-    samples: [Sample; POSITION_HISTORY_LEN],
+    /// The newest samples, newest first (a copy of the ring's last ones).
+    recent: [Sample; RECENT_LEN],
     /// Where the next sample goes.
     next: u8,
     len: u8,
+    samples: [Sample; POSITION_HISTORY_LEN],
 }
 
 impl Default for PositionHistory {
     fn default() -> Self {
         PositionHistory {
-            samples: [(Vec2::ZERO, 0.0); POSITION_HISTORY_LEN],
+            recent: [(Vec2::ZERO, 0.0); RECENT_LEN],
             next: 0,
             len: 0,
+            samples: [(Vec2::ZERO, 0.0); POSITION_HISTORY_LEN],
         }
     }
 }
@@ -37,6 +47,8 @@ impl Default for PositionHistory {
 impl PositionHistory {
     /// Appends a sample, dropping the oldest one if full.
     pub fn push(&mut self, sample: Sample) {
+        self.recent.copy_within(0..RECENT_LEN - 1, 1);
+        self.recent[0] = sample;
         self.samples[usize::from(self.next)] = sample;
         self.next = if usize::from(self.next) + 1 == POSITION_HISTORY_LEN {
             0
@@ -67,9 +79,20 @@ impl PositionHistory {
         Some(self.samples[slot])
     }
 
+    /// The `i`-th newest sample (0: the newest).
+    pub fn back(&self, i: usize) -> Option<Sample> {
+        if i >= self.len() {
+            return None;
+        }
+        if i < RECENT_LEN {
+            return Some(self.recent[i]);
+        }
+        self.get(self.len() - 1 - i)
+    }
+
     /// The newest received position and when it arrived.
     pub fn latest(&self) -> Option<Sample> {
-        self.len().checked_sub(1).and_then(|i| self.get(i))
+        self.back(0)
     }
 
     /// The oldest sample still kept.
@@ -136,6 +159,10 @@ mod tests {
             assert_eq!(kept, (first..=n).map(sample).collect::<Vec<_>>(), "after {n}");
             assert_eq!(history.latest(), Some(sample(n)));
             assert_eq!(history.oldest(), Some(sample(first)));
+            for back in 0..=history.len() {
+                let expected = n.checked_sub(back).filter(|&i| i >= first).map(sample);
+                assert_eq!(history.back(back), expected, "after {n}, back {back}");
+            }
         }
     }
 

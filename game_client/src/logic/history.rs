@@ -74,8 +74,8 @@ impl PositionHistory {
             return None;
         }
         // The oldest sample sits `len` slots behind `next`.
-        let slot = (usize::from(self.next) + POSITION_HISTORY_LEN - self.len() + i)
-            % POSITION_HISTORY_LEN;
+        let slot =
+            (usize::from(self.next) + POSITION_HISTORY_LEN - self.len() + i) % POSITION_HISTORY_LEN;
         Some(self.samples[slot])
     }
 
@@ -156,7 +156,11 @@ mod tests {
             let first = (n + 1).saturating_sub(POSITION_HISTORY_LEN);
             assert_eq!(history.len(), n + 1 - first, "after {n}");
             let kept: Vec<Sample> = history.iter().collect();
-            assert_eq!(kept, (first..=n).map(sample).collect::<Vec<_>>(), "after {n}");
+            assert_eq!(
+                kept,
+                (first..=n).map(sample).collect::<Vec<_>>(),
+                "after {n}"
+            );
             assert_eq!(history.latest(), Some(sample(n)));
             assert_eq!(history.oldest(), Some(sample(first)));
             for back in 0..=history.len() {

@@ -188,7 +188,10 @@ mod tests {
         }
         let mut all: Vec<_> = index.iter().collect();
         all.sort();
-        assert_eq!(all, expected.iter().map(|(&i, &e)| (i, e)).collect::<Vec<_>>());
+        assert_eq!(
+            all,
+            expected.iter().map(|(&i, &e)| (i, e)).collect::<Vec<_>>()
+        );
     }
 
     #[test]

@@ -70,6 +70,7 @@ pub struct GameLogicPlugins;
 impl PluginGroup for GameLogicPlugins {
     fn build(self) -> PluginGroupBuilder {
         PluginGroupBuilder::start::<Self>()
+            .add(logic::schedules::SerialSchedulesPlugin)
             .add(net::NetworkPlugin)
             .add(logic::players::PlayersPlugin)
             .add(logic::interpolation::InterpolationPlugin)

@@ -180,7 +180,7 @@ fn join_spawns_a_sprite_with_a_label_and_leave_despawns_it() {
     let walker = h.remote(3).expect("python player spawned");
     assert!(h.app.world().get::<LegacyPlayer>(walker).is_some());
     assert_eq!(h.label_of(walker).as_deref(), Some("[py] walker #3"));
-    assert_eq!(h.app.world().resource::<PlayerIndex>().0.len(), 2);
+    assert_eq!(h.app.world().resource::<PlayerIndex>().len(), 2);
 
     h.server(ServerMessage::PlayerLeft { id: 2 });
     h.frames(1);

@@ -121,7 +121,7 @@ pub fn run_bench(args: &BenchArgs) -> ExitCode {
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let sent = feeder.join().unwrap_or(0);
-    let known = app.world().resource::<PlayerIndex>().0.len();
+    let known = app.world().resource::<PlayerIndex>().len();
     let times = summarize(samples_ms);
     println!(
         "bench-ecs: {players} players at {:.1} Hz, {} position updates fed, {known} player entities",
@@ -292,7 +292,7 @@ fn record_render_frames(
 ) {
     while bench.commands.try_recv().is_ok() {}
     let now = time.elapsed_secs_f64();
-    if now < WARM_UP.as_secs_f64() || index.0.len() < bench.players {
+    if now < WARM_UP.as_secs_f64() || index.len() < bench.players {
         return;
     }
     bench.samples_ms.push(time.delta_secs_f64() * 1000.0);

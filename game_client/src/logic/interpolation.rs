@@ -199,16 +199,20 @@ pub fn measure_jitter(
 }
 
 /// Where a player with these samples is drawn at `render_secs` (world units).
+///
+/// Walks back from the newest sample, so a player drawn a sample or two
+/// behind reads only the first cache line of its history.
 pub fn sample_at(history: &PositionHistory, render_secs: f64) -> Option<Vec2> {
-    let samples = &history.0;
-    let (newest, newest_at) = *samples.back()?;
-    // The newest sample at or before the render time.
-    let Some(before) = samples.iter().rposition(|(_, at)| *at <= render_secs) else {
+    let (newest, newest_at) = history.latest()?;
+    // The newest sample at or before the render time, counted from the newest.
+    let Some(back) =
+        (0..history.len()).find(|&i| history.back(i).is_some_and(|(_, at)| at <= render_secs))
+    else {
         // Older than anything we have (a new player): its first position.
-        return samples.front().map(|(p, _)| *p);
+        return history.oldest().map(|(p, _)| p);
     };
-    let (from, from_at) = samples[before];
-    if let Some(&(to, to_at)) = samples.get(before + 1) {
+    let (from, from_at) = history.back(back)?;
+    if let Some((to, to_at)) = back.checked_sub(1).and_then(|i| history.back(i)) {
         if from.distance(to) > SNAP_DISTANCE_UNITS || to_at <= from_at {
             return Some(from);
         }
@@ -218,8 +222,7 @@ pub fn sample_at(history: &PositionHistory, render_secs: f64) -> Option<Vec2> {
     // Past the newest sample: extrapolate briefly along the last velocity,
     // if the player was moving (samples close together).
     let ahead = (render_secs - newest_at).min(MAX_EXTRAPOLATION_SECS);
-    if before >= 1 {
-        let (previous, previous_at) = samples[before - 1];
+    if let Some((previous, previous_at)) = history.back(1) {
         let dt = newest_at - previous_at;
         if dt > 0.0 && dt <= IDLE_GAP_SECS && previous.distance(newest) <= SNAP_DISTANCE_UNITS {
             let velocity = (newest - previous) / dt as f32;
@@ -288,12 +291,10 @@ mod tests {
     use super::*;
 
     fn history(samples: &[(f32, f64)]) -> PositionHistory {
-        PositionHistory(
-            samples
-                .iter()
-                .map(|&(x, t)| (Vec2::new(x, 0.0), t))
-                .collect(),
-        )
+        samples
+            .iter()
+            .map(|&(x, t)| (Vec2::new(x, 0.0), t))
+            .collect()
     }
 
     #[test]
@@ -301,6 +302,22 @@ mod tests {
         let h = history(&[(0.0, 1.0), (10.0, 1.1), (20.0, 1.2)]);
         assert_eq!(sample_at(&h, 1.05).unwrap().x, 5.0);
         assert_eq!(sample_at(&h, 0.5).unwrap().x, 0.0);
+    }
+
+    #[test]
+    fn draws_further_back_than_the_recent_samples() {
+        // Six samples: 1.15 lies between the 5th and 4th newest, in the ring.
+        let h = history(&[
+            (0.0, 1.0),
+            (10.0, 1.1),
+            (20.0, 1.2),
+            (30.0, 1.3),
+            (40.0, 1.4),
+            (50.0, 1.5),
+        ]);
+        assert!((sample_at(&h, 1.15).unwrap().x - 15.0).abs() < 1e-3);
+        assert!((sample_at(&h, 1.45).unwrap().x - 45.0).abs() < 1e-3);
+        assert_eq!(sample_at(&h, 0.9).unwrap().x, 0.0);
     }
 
     #[test]

@@ -3,25 +3,22 @@
 //! whichever message brought it, goes through [`record_position`]; drawing
 //! remote sprites between those samples is [`super::interpolation`]'s job.
 
-use std::collections::VecDeque;
 use std::ops::DerefMut;
 
-use bevy::platform::collections::{HashMap, HashSet};
+use bevy::platform::collections::HashSet;
 use bevy::prelude::*;
 use rand::Rng;
 use shared::ClientId;
 use shared::legacy::Position;
 use shared::native::{PlayerInfo, PlayerKind};
 
+pub use super::history::{POSITION_HISTORY_LEN, PositionHistory};
+pub use super::player_index::PlayerIndex;
 use crate::net::{ConnectionEvent, LocalPlayerId, NetSystems, PositionsReceived, RosterEvent};
 use crate::{ClientSettings, ControlMode};
 
 /// Screen pixels per world unit: a legacy walker's ±1 steps move 4 px.
 pub const PIXELS_PER_UNIT: f32 = 4.0;
-/// Raw samples kept per remote player: the interpolation buffer (at most
-/// 0.5 s deep, see `MAX_DELAY_SECS`) and the overlay's trail. 24 covers
-/// 2.4 s at 10 Hz.
-pub const POSITION_HISTORY_LEN: usize = 24;
 /// Side of a player sprite, in pixels.
 pub const PLAYER_SPRITE_PX: f32 = 20.0;
 /// A fresh local player appears this far (in units) around the origin at most.
@@ -94,18 +91,6 @@ impl NameLabel {
 #[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Kind(pub PlayerKind);
 
-/// The raw positions received lately (world units, `Time` seconds of
-/// arrival), newest last. Empty until the server says where the player is.
-#[derive(Component, Debug, Default, Clone)]
-pub struct PositionHistory(pub VecDeque<(Vec2, f64)>);
-
-impl PositionHistory {
-    /// The newest received position and when it arrived.
-    pub fn latest(&self) -> Option<(Vec2, f64)> {
-        self.0.back().copied()
-    }
-}
-
 /// A remote player's newest received position (world units), kept inline
 /// beside the entity so a pass over every player (the drawn-area check, the
 /// indicators, the minimap) reads dense data instead of each history's heap
@@ -117,10 +102,6 @@ pub struct LatestPosition(pub Option<Vec2>);
 /// accumulate; rounded when sent).
 #[derive(Component, Debug, Default, Clone, Copy)]
 pub struct LocalPosition(pub Vec2);
-
-/// Remote player entities by id.
-#[derive(Resource, Debug, Default)]
-pub struct PlayerIndex(pub HashMap<ClientId, Entity>);
 
 /// Sprite images (default handles without an `AssetServer`, e.g. headless).
 #[derive(Resource, Debug, Clone)]
@@ -237,10 +218,7 @@ pub fn record_position(
         transform.translation = units_to_px(position).extend(REMOTE_Z);
         **visibility = Visibility::Inherited;
     }
-    if history.0.len() >= POSITION_HISTORY_LEN {
-        history.0.pop_front();
-    }
-    history.0.push_back((position, now_secs));
+    history.push((position, now_secs));
     latest.0 = Some(position);
     previous.map(|(_, at)| SampleInterval {
         gap_secs: now_secs - at,
@@ -335,11 +313,11 @@ pub fn apply_roster_events(
         match event {
             RosterEvent::Snapshot(players_now) => {
                 let present: HashSet<ClientId> = players_now.iter().map(|p| p.info.id).collect();
-                index.0.retain(|id, entity| {
-                    let keep = present.contains(id);
+                index.retain(|id, entity| {
+                    let keep = present.contains(&id);
                     if !keep {
                         info!("player gone (not in snapshot) id={id}");
-                        commands.entity(*entity).despawn();
+                        commands.entity(entity).despawn();
                     }
                     keep
                 });
@@ -349,8 +327,8 @@ pub fn apply_roster_events(
                         continue;
                     }
                     let position = player.position.map(position_to_units);
-                    match index.0.get(&id) {
-                        Some(&entity) => {
+                    match index.get(id) {
+                        Some(entity) => {
                             if let (
                                 Some(position),
                                 Ok((mut history, mut latest, mut transform, mut visibility)),
@@ -381,13 +359,13 @@ pub fn apply_roster_events(
                                 position,
                                 now,
                             );
-                            index.0.insert(id, entity);
+                            index.insert(id, entity);
                         }
                     }
                 }
             }
             RosterEvent::Joined(info) => {
-                if Some(info.id) == local_id.0 || index.0.contains_key(&info.id) {
+                if Some(info.id) == local_id.0 || index.contains(info.id) {
                     continue;
                 }
                 info!(
@@ -397,10 +375,10 @@ pub fn apply_roster_events(
                     kind_label(info.kind)
                 );
                 let entity = spawn_remote_player(&mut commands, &sprites, info, None, now);
-                index.0.insert(info.id, entity);
+                index.insert(info.id, entity);
             }
             RosterEvent::Left(id) => {
-                if let Some(entity) = index.0.remove(id) {
+                if let Some(entity) = index.remove(*id) {
                     info!("player left id={id}");
                     commands.entity(entity).despawn();
                 }
@@ -408,7 +386,7 @@ pub fn apply_roster_events(
             RosterEvent::Cleared => {
                 // The view is stale the moment the connection is gone; the
                 // next Welcome brings a fresh snapshot.
-                for (_, entity) in index.0.drain() {
+                for (_, entity) in index.drain() {
                     commands.entity(entity).despawn();
                 }
             }
@@ -432,7 +410,7 @@ pub fn apply_server_positions(
             if Some(update.id) == local_id.0 {
                 continue;
             }
-            let Some(&entity) = index.0.get(&update.id) else {
+            let Some(entity) = index.get(update.id) else {
                 continue;
             };
             let Ok((mut history, mut latest, mut transform, mut visibility)) =

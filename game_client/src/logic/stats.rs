@@ -89,7 +89,7 @@ pub fn record_network_stats(
     }
     let playing = *state.get() == ConnectionState::Playing;
     let me = usize::from(playing && local_id.0.is_some());
-    let online = index.0.len() + me;
+    let online = index.len() + me;
     if stats.players_online != online {
         stats.players_online = online;
     }

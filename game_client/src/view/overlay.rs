@@ -97,7 +97,7 @@ pub fn draw_raw_positions(
         if !view.get() {
             continue;
         }
-        for &(position, at) in &history.0 {
+        for (position, at) in history.iter() {
             let fade = (1.0 - (now - at) / DOT_FADE_SECS).clamp(0.0, 1.0) as f32;
             if fade > 0.0 {
                 gizmos.circle_2d(

@@ -11,8 +11,8 @@ use crossbeam_channel::{Receiver, Sender};
 use game_client::logic::interpolation::InterpolationDelay;
 use game_client::logic::math_panel::{MathPanel, SendMathQuery};
 use game_client::logic::players::{
-    LabelOf, LegacyPlayer, LocalPlayer, PIXELS_PER_UNIT, PlayerId, PlayerIndex, PlayerLabel,
-    RemotePlayer,
+    Kind, LegacyPlayer, LocalPlayer, PIXELS_PER_UNIT, PlayerId, PlayerIndex, PlayerLabel,
+    PlayerName, RemotePlayer, label_text,
 };
 use game_client::logic::stats::NetStats;
 use game_client::net::thread::{NetCommand, NetEvent};
@@ -97,13 +97,20 @@ impl Harness {
         ids
     }
 
+    /// What the view would write above this player (labels themselves are
+    /// spawned by the view, only for the players it names).
     fn label_of(&mut self, entity: Entity) -> Option<String> {
+        let world = self.app.world();
+        let id = world.get::<PlayerId>(entity)?.0;
+        let name = world.get::<PlayerName>(entity)?;
+        let kind = world.get::<Kind>(entity)?.0;
+        Some(label_text(id, &name.0, kind))
+    }
+
+    fn label_entities(&mut self) -> usize {
         let world = self.app.world_mut();
-        let mut query = world.query_filtered::<(&LabelOf, &Text2d), With<PlayerLabel>>();
-        query
-            .iter(world)
-            .find(|(of, _)| of.0 == entity)
-            .map(|(_, text)| text.0.clone())
+        let mut query = world.query_filtered::<(), With<PlayerLabel>>();
+        query.iter(world).count()
     }
 
     fn x_px(&self, entity: Entity) -> f32 {
@@ -154,7 +161,7 @@ fn at(id: ClientId, x: i16, y: i16) -> PlayerPosition {
 }
 
 #[test]
-fn join_spawns_a_sprite_with_a_label_and_leave_despawns_it() {
+fn join_spawns_a_named_sprite_and_leave_despawns_it() {
     let mut h = Harness::keyboard();
     h.welcome();
     h.server(ServerMessage::PlayerJoined(info(
@@ -181,12 +188,12 @@ fn join_spawns_a_sprite_with_a_label_and_leave_despawns_it() {
     assert!(h.app.world().get::<LegacyPlayer>(walker).is_some());
     assert_eq!(h.label_of(walker).as_deref(), Some("[py] walker #3"));
     assert_eq!(h.app.world().resource::<PlayerIndex>().len(), 2);
+    assert_eq!(h.label_entities(), 0, "no view, no label entities");
 
     h.server(ServerMessage::PlayerLeft { id: 2 });
     h.frames(1);
     assert_eq!(h.remote(2), None);
     assert!(h.app.world().get_entity(alice).is_err(), "entity despawned");
-    assert_eq!(h.label_of(alice), None, "label despawned with it");
     assert_eq!(h.remote_ids(), vec![3]);
 }
 

@@ -29,7 +29,8 @@ pub const LOCAL_Z: f32 = 20.0;
 const LABEL_Z: f32 = 1.0;
 /// How far above its sprite a label sits, pixels.
 pub const LABEL_OFFSET_PX: f32 = 16.0;
-const LABEL_FONT_PX: f32 = 12.0;
+/// Font size of a name label, pixels.
+pub const LABEL_FONT_PX: f32 = 12.0;
 
 /// Colour of legacy (Python) players: they use another sprite and this tint.
 pub const LEGACY_TINT: Color = Color::srgb(1.0, 0.75, 0.3);
@@ -66,8 +67,9 @@ pub struct LegacyPlayer;
 pub struct PlayerName(pub String);
 
 /// The name/id text above a sprite. A separate entity, not a child: a
-/// moving player stays a single entity for transform propagation; the view
-/// places the few labels it shows (`view::labels`).
+/// moving player stays a single entity for transform propagation. Only the
+/// view spawns them, for the few players it names (`view::labels`), so the
+/// crowd's players carry no label entity (and no label `Transform`) at all.
 #[derive(Component, Debug, Default)]
 pub struct PlayerLabel;
 
@@ -137,12 +139,17 @@ pub fn position_to_units(position: Position) -> Vec2 {
     Vec2::new(f32::from(position.x), f32::from(position.y))
 }
 
-/// The text of a player's label.
+/// The text of a remote player's label.
 pub fn label_text(id: ClientId, name: &str, kind: PlayerKind) -> String {
     match kind {
         PlayerKind::Legacy => format!("[py] {name} #{id}"),
         PlayerKind::Native => format!("{name} #{id}"),
     }
+}
+
+/// The text of our own label.
+pub fn local_label_text(id: ClientId, name: &str) -> String {
+    format!("{name} #{id} (you)")
 }
 
 /// The players' systems, for other plugins to order against.
@@ -183,17 +190,6 @@ impl Plugin for PlayersPlugin {
 /// Where a label goes for a sprite at `sprite` (world pixels).
 pub fn label_translation(sprite: Vec3) -> Vec3 {
     sprite + Vec3::new(0.0, LABEL_OFFSET_PX, LABEL_Z)
-}
-
-fn label_bundle(text: String, sprite: &Transform, visibility: Visibility) -> impl Bundle {
-    (
-        PlayerLabel,
-        Text2d::new(text),
-        TextFont::from_font_size(LABEL_FONT_PX),
-        TextColor(Color::WHITE),
-        Transform::from_translation(label_translation(sprite.translation)),
-        visibility,
-    )
 }
 
 /// The one way a remote player learns a position, whichever message brought
@@ -266,14 +262,6 @@ fn spawn_remote_player(
         visibility,
         history,
         latest,
-        // Hidden until the labels' view shows it (nearest first).
-        related!(
-            NameLabel[label_bundle(
-                label_text(info.id, &info.name, info.kind),
-                &transform,
-                Visibility::Hidden,
-            )]
-        ),
     ));
     if info.kind == PlayerKind::Legacy {
         entity.insert(LegacyPlayer);
@@ -439,8 +427,7 @@ pub fn spawn_local_player_on_welcome(
     mut commands: Commands,
     settings: Res<ClientSettings>,
     sprites: Res<PlayerSprites>,
-    mut local: Query<(Entity, &mut PlayerId), With<LocalPlayer>>,
-    mut labels: Query<(&LabelOf, &mut Text2d), With<PlayerLabel>>,
+    mut local: Query<&mut PlayerId, With<LocalPlayer>>,
 ) {
     for event in messages.read() {
         let ConnectionEvent::Welcome { id, .. } = event else {
@@ -449,14 +436,8 @@ pub fn spawn_local_player_on_welcome(
         if settings.control == ControlMode::Spectate {
             continue;
         }
-        let text = format!("{} #{id} (you)", settings.name);
-        if let Ok((entity, mut player_id)) = local.single_mut() {
+        if let Ok(mut player_id) = local.single_mut() {
             player_id.0 = *id;
-            for (of, mut label) in &mut labels {
-                if of.0 == entity {
-                    label.0.clone_from(&text);
-                }
-            }
             continue;
         }
         let spread = SPAWN_SPREAD_UNITS;
@@ -480,7 +461,6 @@ pub fn spawn_local_player_on_welcome(
                 ..default()
             },
             transform,
-            related!(NameLabel[label_bundle(text, &transform, Visibility::Inherited)]),
         ));
     }
 }

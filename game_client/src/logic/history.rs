@@ -60,6 +60,12 @@ impl PositionHistory {
         }
     }
 
+    /// Forgets every sample (touches only the first cache line).
+    pub fn clear(&mut self) {
+        self.next = 0;
+        self.len = 0;
+    }
+
     pub fn len(&self) -> usize {
         usize::from(self.len)
     }

@@ -72,7 +72,8 @@ impl DrawnArea {
         )))
     }
 
-    fn contains(&self, px: Vec2) -> bool {
+    /// Whether a player at `px` (world pixels) is drawn.
+    pub fn contains(&self, px: Vec2) -> bool {
         self.0.is_none_or(|rect| rect.contains(px))
     }
 }
@@ -234,6 +235,22 @@ pub fn sample_at(history: &PositionHistory, render_secs: f64) -> Option<Vec2> {
     Some(newest)
 }
 
+/// Where a player is drawn at `render_secs` (world units): interpolated
+/// through its history, or, when the history missed samples (the player was
+/// outside the drawn area, the view just moved onto it), held at its newest
+/// position until the next sample restarts the history.
+pub fn drawn_position(
+    latest: &LatestPosition,
+    history: &PositionHistory,
+    render_secs: f64,
+) -> Option<Vec2> {
+    if latest.recorded_in(history) {
+        sample_at(history, render_secs)
+    } else {
+        latest.position()
+    }
+}
+
 /// What interpolation reads and writes of a remote player.
 type RemoteSprite = (
     &'static LatestPosition,
@@ -256,16 +273,14 @@ pub fn interpolate_remote_players(
     players
         .par_iter_mut()
         .for_each(|(latest, history, mut transform, mut visibility)| {
-            let Some(latest) = latest.0 else {
+            let Some(newest) = latest.position() else {
                 return;
             };
-            if !area.contains(units_to_px(latest)) {
+            if !area.contains(units_to_px(newest)) {
                 visibility.set_if_neq(Visibility::Hidden);
                 return;
             }
-            let Some(goal_units) = sample_at(history, render_secs) else {
-                return;
-            };
+            let goal_units = drawn_position(latest, history, render_secs).unwrap_or(newest);
             let goal = units_to_px(goal_units);
             let current = transform.translation.truncate();
             // Settled sprites are not written (no change detection, no propagation).
@@ -328,6 +343,18 @@ mod tests {
         assert!((x - 14.0).abs() < 0.01, "{x}");
         // Long after: back at rest on the newest sample, not flying off.
         assert_eq!(sample_at(&h, 5.0).unwrap().x, 10.0);
+    }
+
+    #[test]
+    fn a_history_that_missed_samples_holds_at_the_newest() {
+        let h = history(&[(0.0, 1.0), (10.0, 1.1)]);
+        let current = LatestPosition(Some((Vec2::new(10.0, 0.0), 1.1)));
+        assert_eq!(drawn_position(&current, &h, 1.05).unwrap().x, 5.0);
+        // Two samples arrived while the player was away (not in `h`).
+        let ahead = LatestPosition(Some((Vec2::new(30.0, 0.0), 1.3)));
+        assert_eq!(drawn_position(&ahead, &h, 1.05).unwrap().x, 30.0);
+        assert_eq!(drawn_position(&ahead, &h, 1.25).unwrap().x, 30.0);
+        assert_eq!(drawn_position(&LatestPosition(None), &h, 1.05), None);
     }
 
     #[test]

@@ -12,7 +12,8 @@ use shared::ClientId;
 use shared::legacy::Position;
 use shared::native::{PlayerInfo, PlayerKind};
 
-pub use super::history::{POSITION_HISTORY_LEN, PositionHistory};
+pub use super::history::{POSITION_HISTORY_LEN, PositionHistory, Sample};
+use super::interpolation::DrawnArea;
 pub use super::player_index::PlayerIndex;
 use crate::net::{ConnectionEvent, LocalPlayerId, NetSystems, PositionsReceived, RosterEvent};
 use crate::{ClientSettings, ControlMode};
@@ -93,12 +94,29 @@ impl NameLabel {
 #[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Kind(pub PlayerKind);
 
-/// A remote player's newest received position (world units), kept inline
-/// beside the entity so a pass over every player (the drawn-area check, the
-/// indicators, the minimap) reads dense data instead of each history's heap
-/// buffer. `None` until the server says where the player is.
+/// A remote player's newest received position (world units) and when it
+/// arrived, kept beside the entity so a pass over every player (the
+/// drawn-area check, the indicators, the minimap) reads dense data instead of
+/// each history. `None` until the server says where the player is.
+///
+/// Players outside the [`DrawnArea`] only update this: their
+/// [`PositionHistory`] is left as it was (nothing interpolates them) and
+/// restarts from here when they are drawn again.
 #[derive(Component, Debug, Default, Clone, Copy, PartialEq)]
-pub struct LatestPosition(pub Option<Vec2>);
+pub struct LatestPosition(pub Option<Sample>);
+
+impl LatestPosition {
+    /// The newest position, world units.
+    pub fn position(&self) -> Option<Vec2> {
+        self.0.map(|(position, _)| position)
+    }
+
+    /// Whether `history` holds every sample up to this one (its newest is
+    /// this one), so interpolating through it is up to date.
+    pub fn recorded_in(&self, history: &PositionHistory) -> bool {
+        history.latest() == self.0
+    }
+}
 
 /// Where the local player is, in world units (kept as floats so slow speeds
 /// accumulate; rounded when sent).
@@ -201,21 +219,35 @@ pub fn label_translation(sprite: Vec3) -> Vec3 {
 /// sample leaves `Transform` and `Visibility` unchanged (no change detection,
 /// no transform propagation); interpolation moves the sprite if it is near
 /// the view.
+///
+/// Only a position inside the `area` goes into the history (the others are
+/// not interpolated, so [`LatestPosition`] is all that is written: one cache
+/// line instead of three). A history that missed samples while its player
+/// was away restarts from the previous latest position.
 pub fn record_position(
-    history: &mut PositionHistory,
+    history: &mut impl DerefMut<Target = PositionHistory>,
     latest: &mut LatestPosition,
     transform: &mut impl DerefMut<Target = Transform>,
     visibility: &mut impl DerefMut<Target = Visibility>,
     position: Vec2,
     now_secs: f64,
+    area: DrawnArea,
 ) -> Option<SampleInterval> {
-    let previous = history.latest();
+    let previous = latest.0;
     if previous.is_none() {
         transform.translation = units_to_px(position).extend(REMOTE_Z);
         **visibility = Visibility::Inherited;
     }
-    history.push((position, now_secs));
-    latest.0 = Some(position);
+    if area.contains(units_to_px(position)) {
+        if !latest.recorded_in(history) {
+            history.clear();
+            if let Some(previous) = previous {
+                history.push(previous);
+            }
+        }
+        history.push((position, now_secs));
+    }
+    latest.0 = Some((position, now_secs));
     previous.map(|(_, at)| SampleInterval {
         gap_secs: now_secs - at,
     })
@@ -227,6 +259,7 @@ fn spawn_remote_player(
     info: &PlayerInfo,
     position: Option<Vec2>,
     now_secs: f64,
+    area: DrawnArea,
 ) -> Entity {
     let image = match info.kind {
         PlayerKind::Legacy => sprites.legacy.clone(),
@@ -239,12 +272,13 @@ fn spawn_remote_player(
     let mut visibility = Visibility::Hidden;
     if let Some(position) = position {
         record_position(
-            &mut history,
+            &mut &mut history,
             &mut latest,
             &mut &mut transform,
             &mut &mut visibility,
             position,
             now_secs,
+            area,
         );
     }
     let mut entity = commands.spawn((
@@ -293,10 +327,12 @@ pub fn apply_roster_events(
     local_id: Res<LocalPlayerId>,
     sprites: Res<PlayerSprites>,
     time: Res<Time>,
+    area: Res<DrawnArea>,
     mut players: Query<RemoteMotion, With<RemotePlayer>>,
     mut intervals: MessageWriter<SampleInterval>,
 ) {
     let now = time.elapsed_secs_f64();
+    let area = *area;
     for event in messages.read() {
         match event {
             RosterEvent::Snapshot(players_now) => {
@@ -328,6 +364,7 @@ pub fn apply_roster_events(
                                     &mut visibility,
                                     position,
                                     now,
+                                    area,
                                 )
                             {
                                 intervals.write(gap);
@@ -346,6 +383,7 @@ pub fn apply_roster_events(
                                 &player.info,
                                 position,
                                 now,
+                                area,
                             );
                             index.insert(id, entity);
                         }
@@ -362,7 +400,7 @@ pub fn apply_roster_events(
                     info.name,
                     kind_label(info.kind)
                 );
-                let entity = spawn_remote_player(&mut commands, &sprites, info, None, now);
+                let entity = spawn_remote_player(&mut commands, &sprites, info, None, now, area);
                 index.insert(info.id, entity);
             }
             RosterEvent::Left(id) => {
@@ -389,10 +427,12 @@ pub fn apply_server_positions(
     index: Res<PlayerIndex>,
     local_id: Res<LocalPlayerId>,
     time: Res<Time>,
+    area: Res<DrawnArea>,
     mut players: Query<RemoteMotion, With<RemotePlayer>>,
     mut intervals: MessageWriter<SampleInterval>,
 ) {
     let now = time.elapsed_secs_f64();
+    let area = *area;
     for PositionsReceived(positions) in messages.read() {
         for update in positions {
             if Some(update.id) == local_id.0 {
@@ -414,6 +454,7 @@ pub fn apply_server_positions(
                 &mut visibility,
                 position,
                 now,
+                area,
             ) {
                 intervals.write(gap);
             }
@@ -462,5 +503,97 @@ pub fn spawn_local_player_on_welcome(
             },
             transform,
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A remote player's parts as `spawn_remote_player` makes them.
+    struct Parts {
+        history: PositionHistory,
+        latest: LatestPosition,
+        transform: Transform,
+        visibility: Visibility,
+    }
+
+    impl Parts {
+        fn new() -> Parts {
+            Parts {
+                history: PositionHistory::default(),
+                latest: LatestPosition::default(),
+                transform: Transform::from_xyz(0.0, 0.0, REMOTE_Z),
+                visibility: Visibility::Hidden,
+            }
+        }
+
+        fn record(&mut self, x: f32, at: f64, area: DrawnArea) -> Option<SampleInterval> {
+            record_position(
+                &mut &mut self.history,
+                &mut self.latest,
+                &mut &mut self.transform,
+                &mut &mut self.visibility,
+                Vec2::new(x, 0.0),
+                at,
+                area,
+            )
+        }
+
+        fn xs(&self) -> Vec<f32> {
+            self.history.iter().map(|(p, _)| p.x).collect()
+        }
+    }
+
+    /// Drawn: world pixels -100..100 each way (units -25..25).
+    fn near_origin() -> DrawnArea {
+        DrawnArea(Some(Rect::new(-100.0, -100.0, 100.0, 100.0)))
+    }
+
+    #[test]
+    fn the_first_position_places_and_shows_the_sprite_even_far_away() {
+        let mut far = Parts::new();
+        assert_eq!(far.record(1000.0, 1.0, near_origin()), None);
+        assert_eq!(far.transform.translation.x, 1000.0 * PIXELS_PER_UNIT);
+        assert_eq!(far.visibility, Visibility::Inherited);
+        assert_eq!(far.latest.0, Some((Vec2::new(1000.0, 0.0), 1.0)));
+        assert!(far.history.is_empty(), "far away: no history");
+    }
+
+    #[test]
+    fn a_player_away_from_the_drawn_area_keeps_only_its_latest_position() {
+        let mut p = Parts::new();
+        p.record(0.0, 1.0, near_origin());
+        p.record(10.0, 1.1, near_origin());
+        assert_eq!(p.xs(), vec![0.0, 10.0]);
+        assert!(p.latest.recorded_in(&p.history));
+
+        // It walks out: the history stays, the latest follows, gaps still count.
+        let gap = p.record(40.0, 1.3, near_origin()).unwrap();
+        assert!((gap.gap_secs - 0.2).abs() < 1e-9);
+        p.record(50.0, 1.4, near_origin());
+        assert_eq!(p.xs(), vec![0.0, 10.0]);
+        assert_eq!(p.latest.position(), Some(Vec2::new(50.0, 0.0)));
+        assert!(!p.latest.recorded_in(&p.history));
+        // The sprite is left alone (interpolation hides it).
+        assert_eq!(p.transform.translation.x, 0.0);
+
+        // It walks back in: the history restarts from its last position.
+        p.record(20.0, 1.5, near_origin());
+        assert_eq!(p.xs(), vec![50.0, 20.0]);
+        assert_eq!(p.history.oldest().unwrap().1, 1.4);
+        assert!(p.latest.recorded_in(&p.history));
+        p.record(21.0, 1.6, near_origin());
+        assert_eq!(p.xs(), vec![50.0, 20.0, 21.0]);
+    }
+
+    #[test]
+    fn without_a_drawn_area_every_sample_is_kept() {
+        let mut p = Parts::new();
+        for i in 0..5 {
+            p.record(1000.0 * i as f32, f64::from(i), DrawnArea(None));
+        }
+        assert_eq!(p.history.len(), 5);
+        assert!(p.latest.recorded_in(&p.history));
     }
 }

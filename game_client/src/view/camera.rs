@@ -174,7 +174,7 @@ pub fn fit_everyone_in_view(
     // Newest samples: most players are off screen, with no drawn sprite.
     let shown = players
         .iter()
-        .filter_map(|latest| latest.0.map(units_to_px));
+        .filter_map(|latest| latest.position().map(units_to_px));
     let window_size = Vec2::new(window.width(), window.height());
     let spectating = settings.control == ControlMode::Spectate;
     let me = local.single().ok().map(|t| t.translation.truncate());

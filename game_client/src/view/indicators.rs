@@ -157,7 +157,7 @@ pub fn update_indicators(
     // Off-screen players are plain data (no interpolated sprite): their
     // newest sample, which is where the sprite would be ~0.1 s from now.
     for (latest, name, kind) in &players {
-        let Some(latest) = latest.0 else {
+        let Some(latest) = latest.position() else {
             continue;
         };
         let position = units_to_px(latest);

@@ -206,7 +206,7 @@ pub fn draw_minimap(
     // Every player's newest sample (most are off screen: plain data, no sprite).
     let mut bounds = view_units;
     for (latest, _) in &players {
-        if let Some(latest) = latest.0 {
+        if let Some(latest) = latest.position() {
             bounds = bounds.union_point(latest);
         }
     }
@@ -237,7 +237,7 @@ pub fn draw_minimap(
         let color = rgba(kind_tint(kind));
         for (latest, player_kind) in &players {
             if player_kind.0 == kind
-                && let Some(latest) = latest.0
+                && let Some(latest) = latest.position()
             {
                 put_dot(data, extent.to_texel(latest), DOT_TEXELS, color);
             }

@@ -10,7 +10,7 @@ use bevy::prelude::*;
 
 use crate::logic::interpolation::InterpolationSystems;
 use crate::logic::players::{
-    LABEL_OFFSET_PX, PIXELS_PER_UNIT, PositionHistory, RemotePlayer, units_to_px,
+    LABEL_OFFSET_PX, LatestPosition, PIXELS_PER_UNIT, PositionHistory, RemotePlayer, Sample, units_to_px,
 };
 
 /// Dots fade out over this many seconds.
@@ -87,17 +87,25 @@ pub fn draw_raw_positions(
     enabled: Res<OverlayEnabled>,
     time: Res<Time>,
     mut gizmos: Gizmos,
-    players: Query<(&PositionHistory, &Transform, &ViewVisibility), With<RemotePlayer>>,
+    players: Query<
+        (
+            &LatestPosition,
+            &PositionHistory,
+            &Transform,
+            &ViewVisibility,
+        ),
+        With<RemotePlayer>,
+    >,
 ) {
     if !enabled.0 {
         return;
     }
     let now = time.elapsed_secs_f64();
-    for (history, transform, view) in &players {
+    for (latest, history, transform, view) in &players {
         if !view.get() {
             continue;
         }
-        for (position, at) in history.iter() {
+        let mut dot = |(position, at): Sample| {
             let fade = (1.0 - (now - at) / DOT_FADE_SECS).clamp(0.0, 1.0) as f32;
             if fade > 0.0 {
                 gizmos.circle_2d(
@@ -106,8 +114,15 @@ pub fn draw_raw_positions(
                     RAW_COLOR.with_alpha(fade),
                 );
             }
+        };
+        // A history that missed samples (its player was away) has a gap:
+        // only the newest position is shown until it restarts.
+        if latest.recorded_in(history) {
+            history.iter().for_each(&mut dot);
+        } else if let Some(newest) = latest.0 {
+            dot(newest);
         }
-        if let Some((newest, _)) = history.latest() {
+        if let Some(newest) = latest.position() {
             gizmos.line_2d(
                 transform.translation.truncate(),
                 units_to_px(newest),
@@ -122,7 +137,7 @@ pub fn draw_raw_positions(
 pub fn show_update_ages(
     enabled: Res<OverlayEnabled>,
     time: Res<Time>,
-    players: Query<&PositionHistory, With<RemotePlayer>>,
+    players: Query<&LatestPosition, With<RemotePlayer>>,
     mut labels: Query<(&ChildOf, &mut Text2d, &mut Visibility), With<UpdateAgeLabel>>,
 ) {
     if !enabled.0 && !enabled.is_changed() {
@@ -135,8 +150,8 @@ pub fn show_update_ages(
             continue;
         }
         visibility.set_if_neq(Visibility::Inherited);
-        if let Ok(history) = players.get(parent.parent())
-            && let Some((_, at)) = history.latest()
+        if let Ok(latest) = players.get(parent.parent())
+            && let Some((_, at)) = latest.0
         {
             let age_ms = ((now - at) * 1000.0).max(0.0);
             let shown = format!("{age_ms:.0} ms ago");

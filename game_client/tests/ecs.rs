@@ -189,6 +189,13 @@ fn join_spawns_a_named_sprite_and_leave_despawns_it() {
     assert_eq!(h.label_of(walker).as_deref(), Some("[py] walker #3"));
     assert_eq!(h.app.world().resource::<PlayerIndex>().len(), 2);
     assert_eq!(h.label_entities(), 0, "no view, no label entities");
+    // Players are childless roots: no static-tree bookkeeping.
+    assert_eq!(
+        *h.app
+            .world()
+            .resource::<bevy::transform::systems::StaticTransformOptimizations>(),
+        bevy::transform::systems::StaticTransformOptimizations::Disabled
+    );
 
     h.server(ServerMessage::PlayerLeft { id: 2 });
     h.frames(1);

@@ -138,9 +138,12 @@ pub fn choose_labels(
     }
 }
 
+/// Our own player, when its id changed.
+type RenamedLocal = (With<LocalPlayer>, Changed<PlayerId>);
+
 /// Our label follows our id (a new one after each Welcome).
 pub fn retitle_local_label(
-    local: Query<(&PlayerId, &PlayerName, &NameLabel), (With<LocalPlayer>, Changed<PlayerId>)>,
+    local: Query<(&PlayerId, &PlayerName, &NameLabel), RenamedLocal>,
     mut labels: Query<&mut Text2d, With<PlayerLabel>>,
 ) {
     for (id, name, label) in &local {
@@ -180,7 +183,8 @@ mod tests {
     }
 
     fn set_camera(world: &mut World, x: f32, scale: f32) {
-        let mut query = world.query_filtered::<(&mut Transform, &mut Projection), With<MainCamera>>();
+        let mut query =
+            world.query_filtered::<(&mut Transform, &mut Projection), With<MainCamera>>();
         let (mut transform, mut projection) = query.single_mut(world).unwrap();
         transform.translation.x = x;
         if let Projection::Orthographic(ortho) = &mut *projection {
@@ -259,7 +263,11 @@ mod tests {
         assert_eq!(count(&mut world), MAX_NAMED_PLAYERS + 1);
 
         // A labelled player moves: its label follows.
-        world.get_mut::<Transform>(players[0]).unwrap().translation.y = 40.0;
+        world
+            .get_mut::<Transform>(players[0])
+            .unwrap()
+            .translation
+            .y = 40.0;
         // The view moves to the other end (a zoom change refreshes at once):
         // the first ones lose their labels, the last ones get them.
         set_camera(&mut world, 3000.0, 1.2);

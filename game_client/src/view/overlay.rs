@@ -10,7 +10,8 @@ use bevy::prelude::*;
 
 use crate::logic::interpolation::InterpolationSystems;
 use crate::logic::players::{
-    LABEL_OFFSET_PX, LatestPosition, PIXELS_PER_UNIT, PositionHistory, RemotePlayer, Sample, units_to_px,
+    LABEL_OFFSET_PX, LatestPosition, PIXELS_PER_UNIT, PositionHistory, RemotePlayer, Sample,
+    units_to_px,
 };
 
 /// Dots fade out over this many seconds.

@@ -707,7 +707,18 @@ mod tests {
         (world, shutdown)
     }
 
-    /// Moves `who` to (x, 0) and returns what `watcher` receives next.
+    /// Joins legacy players `ids` and takes their first deliveries (the
+    /// snapshots), so that what they receive next is news.
+    async fn caught_up<const N: usize>(world: &Arc<World>, ids: [ClientId; N]) -> [Membership; N] {
+        let members = ids.map(|id| world.join(info(id), &LEGACY_RECORDS));
+        for member in &members {
+            member.changed().await;
+            let _ = member.take_outgoing();
+        }
+        members
+    }
+
+    /// What `watcher` receives next.
     async fn next_records(watcher: &Membership) -> Vec<PositionRecord> {
         watcher.changed().await;
         records(&watcher.take_outgoing())
@@ -716,9 +727,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn isolated_changes_go_out_without_waiting_for_a_tick() {
         let (world, shutdown) = world_with_broadcaster().await;
-        let a = world.join(info(1), &LEGACY_RECORDS);
-        a.changed().await;
-        let _ = a.take_outgoing();
+        let [a] = caught_up(&world, [1]).await;
         let started = Instant::now();
         for x in 1..=3 {
             a.set_positions(&[Position::new(x, 0)]);
@@ -735,11 +744,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn changes_gather_while_a_broadcast_is_still_being_taken() {
         let (world, shutdown) = world_with_broadcaster().await;
-        let a = world.join(info(1), &LEGACY_RECORDS);
-        let b = world.join(info(2), &LEGACY_RECORDS);
-        a.changed().await;
-        let _ = a.take_outgoing();
-        let _ = b.take_outgoing();
+        let [a, b] = caught_up(&world, [1, 2]).await;
         a.set_positions(&[Position::new(1, 0)]);
         assert_eq!(next_records(&a).await.len(), 1);
         // `b` has not taken that broadcast yet: the next moves wait for it.
@@ -764,11 +769,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_lone_change_is_sent_from_the_task_that_brought_it() {
         let (world, shutdown) = world_with_broadcaster().await;
-        let a = world.join(info(1), &LEGACY_RECORDS);
-        let b = world.join(info(2), &LEGACY_RECORDS);
-        a.changed().await;
-        let _ = a.take_outgoing();
-        let _ = b.take_outgoing();
+        let [a, b] = caught_up(&world, [1, 2]).await;
         // One thread, and no await between the change and the take: the
         // broadcaster task cannot have run in between.
         a.set_positions(&[Position::new(7, 0)]);

@@ -139,6 +139,28 @@ pub struct Fanout {
     /// have not drained yet (the broadcaster's backpressure).
     generation: u64,
     undrained: usize,
+    /// The last whole-world snapshot per entry of `formats`, shared by
+    /// every subscriber resynchronised before anything it names changes.
+    snapshots: Vec<Option<SharedSnapshot>>,
+}
+
+/// A whole-world snapshot and the moment it stands for.
+///
+/// It is taken after broadcast `generation`, so every move made since is
+/// still in the log and reaches its subscribers with the next broadcast,
+/// after the snapshot: an older position followed by the newer one. Joins
+/// and leaves are not left to that (a newcomer finds itself in its own
+/// snapshot): they change `roster`, and the snapshot is encoded anew.
+///
+/// Without it, a wave of resynchronisations (thousands of clients that
+/// fell behind at once, an overloaded machine) costs a snapshot of the
+/// whole world per client, under the world's lock: quadratic in the
+/// players exactly when there is no time for it.
+#[derive(Debug, Clone)]
+struct SharedSnapshot {
+    generation: u64,
+    roster: u64,
+    encoded: Encoded,
 }
 
 impl Fanout {
@@ -224,6 +246,8 @@ impl Fanout {
     ) -> usize {
         self.generation += 1;
         self.undrained = 0;
+        // Past its moment: let its memory go now, not at the next resync.
+        self.snapshots.clear();
         let news = (self.viewers > 0).then(|| CellNews::build(events, state));
         let batch = Arc::new(Batch {
             encoded: self
@@ -278,6 +302,26 @@ impl Fanout {
         let subscriber = self.subscribers.get_mut(&key)?;
         let snapshot = subscriber.resync.take().map(|owed| match &subscriber.view {
             Some(region) => native::encode_region_snapshot(state, region),
+            None if owed.is_empty() => {
+                let format = self.formats[subscriber.format];
+                let at = (self.generation, state.roster_version());
+                self.snapshots.resize(self.formats.len(), None);
+                let cached = &mut self.snapshots[subscriber.format];
+                match cached {
+                    Some(shared) if (shared.generation, shared.roster) == at => {
+                        shared.encoded.clone()
+                    }
+                    _ => {
+                        let encoded = format.encode_snapshot(state, &[]);
+                        *cached = Some(SharedSnapshot {
+                            generation: at.0,
+                            roster: at.1,
+                            encoded: encoded.clone(),
+                        });
+                        encoded
+                    }
+                }
+            }
             None => self.formats[subscriber.format].encode_snapshot(state, &owed),
         });
         subscriber.queued_bytes = 0;
@@ -419,6 +463,84 @@ mod tests {
             name: format!("p{id}"),
             kind: PlayerKind::Native,
         })
+    }
+
+    /// The (id, x, y) of every legacy record in `out`, sorted (a snapshot
+    /// lists players in no particular order).
+    fn records(out: &Outgoing) -> Vec<(ClientId, i16, i16)> {
+        let bytes: Vec<u8> = out.chunks.iter().flat_map(|c| c.iter().copied()).collect();
+        bytes
+            .chunks_exact(shared::legacy::PositionRecord::SIZE)
+            .map(|r| {
+                let record = shared::legacy::PositionRecord::from_bytes(r.try_into().unwrap());
+                (record.id, record.position().x, record.position().y)
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
+
+    #[test]
+    fn resyncs_before_the_next_broadcast_share_one_snapshot() {
+        let mut fanout = Fanout::default();
+        let mut state = State::default();
+        for id in 1..=3 {
+            state.join(crate::world::info(id));
+            state.set_positions(id, &[Position::new(id as i16, 0)]);
+            fanout.subscribe(SubscriberKey::Player(id), &LEGACY_RECORDS);
+        }
+        fanout.broadcast(&state.take_log(), &state, 1 << 20, &mut Vec::new());
+        let outs: Vec<Outgoing> = [1, 2, 3]
+            .map(|id| fanout.drain(SubscriberKey::Player(id), &state))
+            .into();
+        let first = outs[0].chunks[0].as_ptr();
+        assert!(
+            outs.iter().all(|o| o.chunks[0].as_ptr() == first),
+            "one snapshot buffer for the three"
+        );
+        assert_eq!(records(&outs[0]), [(1, 1, 0), (2, 2, 0), (3, 3, 0)]);
+
+        // A move made after the shared snapshot: a subscriber resynchronised
+        // now gets the older position, then the move with the next broadcast.
+        state.set_positions(2, &[Position::new(20, 0)]);
+        fanout.subscribe(SubscriberKey::Viewer(1), &LEGACY_RECORDS);
+        let late = fanout.drain(SubscriberKey::Viewer(1), &state);
+        assert_eq!(late.chunks[0].as_ptr(), first);
+        fanout.broadcast(&state.take_log(), &state, 1 << 20, &mut Vec::new());
+        let next = fanout.drain(SubscriberKey::Viewer(1), &state);
+        assert_eq!(records(&next), [(2, 20, 0)]);
+
+        // After that broadcast a resync is encoded anew, with the move in it.
+        fanout.subscribe(SubscriberKey::Viewer(2), &LEGACY_RECORDS);
+        let fresh = fanout.drain(SubscriberKey::Viewer(2), &state);
+        assert_ne!(fresh.chunks[0].as_ptr(), first);
+        assert_eq!(records(&fresh), [(1, 1, 0), (2, 20, 0), (3, 3, 0)]);
+    }
+
+    #[test]
+    fn a_join_or_a_leave_makes_the_next_snapshot_anew() {
+        let mut fanout = Fanout::default();
+        let mut state = State::default();
+        state.join(crate::world::info(1));
+        state.set_positions(1, &[Position::new(1, 1)]);
+        fanout.subscribe(SubscriberKey::Viewer(1), &LEGACY_RECORDS);
+        assert_eq!(
+            records(&fanout.drain(SubscriberKey::Viewer(1), &state)),
+            [(1, 1, 1)]
+        );
+
+        state.join(crate::world::info(2));
+        state.set_positions(2, &[Position::new(2, 2)]);
+        fanout.subscribe(SubscriberKey::Viewer(2), &LEGACY_RECORDS);
+        let with_newcomer = records(&fanout.drain(SubscriberKey::Viewer(2), &state));
+        assert_eq!(with_newcomer, [(1, 1, 1), (2, 2, 2)]);
+
+        state.leave(1);
+        fanout.subscribe(SubscriberKey::Viewer(3), &LEGACY_RECORDS);
+        assert_eq!(
+            records(&fanout.drain(SubscriberKey::Viewer(3), &state)),
+            [(2, 2, 2)]
+        );
     }
 
     #[test]

@@ -91,6 +91,8 @@ pub struct State {
     departed: Vec<(ClientId, Cell)>,
     /// Cell changes found by the last [`State::take_log`].
     crossings: Vec<Crossing>,
+    /// Bumped by every join and leave (see [`State::roster_version`]).
+    roster_version: u64,
 }
 
 impl State {
@@ -109,6 +111,7 @@ impl State {
         if let Some(cell) = replaced.and_then(|p| p.cell) {
             self.departed.push((info.id, cell));
         }
+        self.roster_version += 1;
         self.log.push(Event::Joined(info));
     }
 
@@ -146,6 +149,7 @@ impl State {
         if let Some(cell) = player.cell {
             self.departed.push((id, cell));
         }
+        self.roster_version += 1;
         self.log.push(Event::Left {
             id,
             had_position: player.position.is_some(),
@@ -222,6 +226,13 @@ impl State {
     }
 
     /// Whether anything happened since the last [`State::take_log`].
+    /// Changes whenever a player joins or leaves (moves leave it alone):
+    /// with the broadcast number, it tells whether a snapshot encoded
+    /// earlier still names the same players.
+    pub fn roster_version(&self) -> u64 {
+        self.roster_version
+    }
+
     pub fn has_news(&self) -> bool {
         !self.log.is_empty()
     }

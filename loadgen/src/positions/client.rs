@@ -460,10 +460,39 @@ impl Player {
         // one `BytesMut::advance` at a time took 40 % of the generator's
         // CPU (perf).
         let whole = bytes.len() - bytes.len() % PositionRecord::SIZE;
-        for chunk in bytes[..whole].chunks_exact(PositionRecord::SIZE) {
-            let record = <[u8; PositionRecord::SIZE]>::try_from(chunk)
-                .expect("chunks_exact gives whole records");
-            self.on_record(PositionRecord::from_bytes(record), now);
+        // Most records are other clients' moves, which are only counted:
+        // a block of them is recognised by one branch-free pass (the
+        // compiler vectorises it) and counted at once; only a block holding
+        // something else (an own echo, a leave, a final, or anything while
+        // finals are being collected) goes record by record through
+        // [`Player::on_record`]'s logic. Record by record, this loop was
+        // 13 % of the generator's CPU at 2,000 clients (perf).
+        let me = self.id;
+        let mut ordinary = 0u64;
+        for block in bytes[..whole].chunks(RECORDS_PER_BLOCK * PositionRecord::SIZE) {
+            let plain = self.finals_seen.is_empty()
+                && !block
+                    .chunks_exact(PositionRecord::SIZE)
+                    .fold(false, |any, record| any | needs_a_look(record, me));
+            if plain {
+                ordinary += (block.len() / PositionRecord::SIZE) as u64;
+                continue;
+            }
+            for chunk in block.chunks_exact(PositionRecord::SIZE) {
+                let record = PositionRecord::from_bytes(
+                    <[u8; PositionRecord::SIZE]>::try_from(chunk)
+                        .expect("chunks_exact gives whole records"),
+                );
+                let regular = is_regular(record);
+                if regular && record.id != me && self.finals_seen.is_empty() {
+                    ordinary += 1;
+                } else {
+                    self.on_special_record(record, regular, now);
+                }
+            }
+        }
+        if self.counting {
+            self.outcome.records_delivered += ordinary;
         }
         if self.load_end.is_some_and(|end| now.read < end) {
             self.outcome.records_in_load += (whole / PositionRecord::SIZE) as u64;
@@ -551,7 +580,7 @@ impl Player {
 
     #[inline]
     fn on_record(&mut self, record: PositionRecord, now: Arrival) {
-        let regular = !record.is_leave() && record.position() != FINAL;
+        let regular = is_regular(record);
         if regular && record.id != self.id && self.finals_seen.is_empty() {
             // The common case, kept small enough to inline into the decode
             // loop: another client's move, nothing to check.
@@ -689,6 +718,28 @@ thread_local! {
 /// Asks the kernel to stamp what `stream` receives with its arrival time.
 fn stamp_arrivals(stream: &TcpStream) -> std::io::Result<()> {
     setsockopt(stream, sockopt::ReceiveTimestampns, &true).map_err(std::io::Error::from)
+}
+
+/// A move that is not the end-of-run marker (leaves and finals are not).
+fn is_regular(record: PositionRecord) -> bool {
+    !record.is_leave() && record.position() != FINAL
+}
+
+/// Records checked at once by [`Player::take_records`].
+const RECORDS_PER_BLOCK: usize = 32;
+
+/// Whether the 8-byte record `bytes` is anything but another client's
+/// regular move: `!is_regular(record) || record.id == me`, on the raw
+/// little-endian words (no branches, so a block of them vectorises).
+fn needs_a_look(bytes: &[u8], me: ClientId) -> bool {
+    const fn word(x: i16, y: i16) -> u32 {
+        (x as u16 as u32) | ((y as u16 as u32) << 16)
+    }
+    const LEAVE: u32 = word(Position::RESERVED, Position::RESERVED);
+    const END: u32 = word(FINAL.x, FINAL.y);
+    let id = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    let position = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+    (id == me as u32) | (position == LEAVE) | (position == END)
 }
 
 /// One `recvmsg`, with the `SCM_TIMESTAMPNS` control message if any.
@@ -917,6 +968,49 @@ mod tests {
             limit: Arc::new(Semaphore::new(1)),
             world: None,
         }
+    }
+
+    #[test]
+    fn the_raw_check_flags_exactly_what_the_record_checks_flag() {
+        let me = 7;
+        let records = [
+            PositionRecord::moved(8, Position::new(1, 1)),
+            PositionRecord::moved(8, Position::new(0, 0)),
+            PositionRecord::moved(7, Position::new(1, 1)),
+            PositionRecord::leave(8),
+            PositionRecord::leave(7),
+            PositionRecord::moved(8, FINAL),
+            PositionRecord::moved(8, Position::new(Position::RESERVED, 5)),
+            PositionRecord::moved(8, Position::new(5, Position::RESERVED)),
+            PositionRecord::moved(-1, Position::new(-1, -1)),
+            PositionRecord::moved(7 + (1 << 16), Position::new(1, 1)),
+        ];
+        for record in records {
+            assert_eq!(
+                needs_a_look(&record.to_bytes(), me),
+                !is_regular(record) || record.id == me,
+                "{record:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_echo_deep_in_a_long_read_is_timed_and_every_record_counted() {
+        let mut p = player(7, &[7, 8]);
+        p.counting = true;
+        let t0 = Instant::now();
+        let mine = p.next_position(t0);
+        let mut bytes = Vec::new();
+        for i in 0..100 {
+            if i == 70 {
+                bytes.extend_from_slice(&PositionRecord::moved(7, mine).to_bytes());
+            }
+            bytes.extend_from_slice(&PositionRecord::moved(8, Position::new(i, 1)).to_bytes());
+        }
+        let taken = p.take_records(&bytes, Arrival::at(t0 + Duration::from_millis(1)));
+        assert_eq!(taken, bytes.len());
+        assert_eq!(p.outcome.echoes.count(), 1, "the echo in the third block");
+        assert_eq!(p.outcome.records_delivered, 101);
     }
 
     #[test]

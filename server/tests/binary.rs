@@ -104,21 +104,33 @@ fn thread_names(pid: u32) -> Vec<String> {
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn worker_threads_sets_how_many_threads_run_the_connections() {
-    let workers = |pid| {
-        thread_names(pid)
-            .iter()
-            .filter(|name| *name == "tokio-rt-worker")
-            .count()
-    };
+    // A new thread takes its name itself, once it runs: the server may
+    // already listen while a worker still carries the process's name. So
+    // wait for `expected` workers, then a little more, and count again (a
+    // flag that was ignored gives two, one per CPU here, and fails).
+    async fn workers(pid: u32, expected: usize) -> usize {
+        let count = || {
+            thread_names(pid)
+                .iter()
+                .filter(|name| *name == "tokio-rt-worker")
+                .count()
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while count() < expected && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        count()
+    }
     let (child, addrs, _log) = start_binary_logging(&["--worker-threads", "1"]).await;
-    assert_eq!(workers(child.id().unwrap()), 1);
+    assert_eq!(workers(child.id().unwrap(), 1).await, 1);
     // And it serves: a positions client gets its own record back.
     let (mut stream, id) = connect_legacy(addrs["positions"]).await;
     send_position(&mut stream, 3, 4).await;
     let record = read_record_until(&mut stream, |r| r.id == id).await;
     assert_eq!((record.x, record.y), (3, 4));
     let (child, _, _log) = start_binary_logging(&["--worker-threads", "3"]).await;
-    assert_eq!(workers(child.id().unwrap()), 3);
+    assert_eq!(workers(child.id().unwrap(), 3).await, 3);
 }
 
 #[tokio::test]

@@ -163,6 +163,33 @@ struct SharedSnapshot {
     encoded: Encoded,
 }
 
+impl SharedSnapshot {
+    /// The snapshot of `format` at broadcast `generation`: the one in
+    /// `cache` if it still stands for this moment, else a new one, kept.
+    fn take(
+        cache: &mut Option<SharedSnapshot>,
+        format: &dyn WireFormat,
+        state: &State,
+        generation: u64,
+    ) -> Encoded {
+        let roster = state.roster_version();
+        match cache {
+            Some(shared) if shared.generation == generation && shared.roster == roster => {
+                shared.encoded.clone()
+            }
+            _ => {
+                let encoded = format.encode_snapshot(state, &[]);
+                *cache = Some(SharedSnapshot {
+                    generation,
+                    roster,
+                    encoded: encoded.clone(),
+                });
+                encoded
+            }
+        }
+    }
+}
+
 impl Fanout {
     /// Adds a subscriber; its first delivery is a snapshot of the world.
     pub fn subscribe(
@@ -175,6 +202,7 @@ impl Fanout {
             Some(index) => index,
             None => {
                 self.formats.push(format);
+                self.snapshots.push(None);
                 self.members.push(0);
                 self.formats.len() - 1
             }
@@ -247,7 +275,7 @@ impl Fanout {
         self.generation += 1;
         self.undrained = 0;
         // Past its moment: let its memory go now, not at the next resync.
-        self.snapshots.clear();
+        self.snapshots.fill(None);
         let news = (self.viewers > 0).then(|| CellNews::build(events, state));
         let batch = Arc::new(Batch {
             encoded: self
@@ -302,26 +330,12 @@ impl Fanout {
         let subscriber = self.subscribers.get_mut(&key)?;
         let snapshot = subscriber.resync.take().map(|owed| match &subscriber.view {
             Some(region) => native::encode_region_snapshot(state, region),
-            None if owed.is_empty() => {
-                let format = self.formats[subscriber.format];
-                let at = (self.generation, state.roster_version());
-                self.snapshots.resize(self.formats.len(), None);
-                let cached = &mut self.snapshots[subscriber.format];
-                match cached {
-                    Some(shared) if (shared.generation, shared.roster) == at => {
-                        shared.encoded.clone()
-                    }
-                    _ => {
-                        let encoded = format.encode_snapshot(state, &[]);
-                        *cached = Some(SharedSnapshot {
-                            generation: at.0,
-                            roster: at.1,
-                            encoded: encoded.clone(),
-                        });
-                        encoded
-                    }
-                }
-            }
+            None if owed.is_empty() => SharedSnapshot::take(
+                &mut self.snapshots[subscriber.format],
+                self.formats[subscriber.format],
+                state,
+                self.generation,
+            ),
             None => self.formats[subscriber.format].encode_snapshot(state, &owed),
         });
         subscriber.queued_bytes = 0;
@@ -449,8 +463,8 @@ impl Subscriber {
 }
 
 #[cfg(test)]
-mod tests {
-    use shared::legacy::Position;
+pub(crate) mod tests {
+    use shared::legacy::{Position, PositionRecord};
     use shared::native::{PlayerInfo, PlayerKind};
 
     use super::legacy::LEGACY_RECORDS;
@@ -465,19 +479,27 @@ mod tests {
         })
     }
 
-    /// The (id, x, y) of every legacy record in `out`, sorted (a snapshot
-    /// lists players in no particular order).
-    fn records(out: &Outgoing) -> Vec<(ClientId, i16, i16)> {
+    /// Every legacy record in `out`, in order (for the world's tests too).
+    pub(crate) fn records(out: &Outgoing) -> Vec<PositionRecord> {
         let bytes: Vec<u8> = out.chunks.iter().flat_map(|c| c.iter().copied()).collect();
         bytes
-            .chunks_exact(shared::legacy::PositionRecord::SIZE)
-            .map(|r| {
-                let record = shared::legacy::PositionRecord::from_bytes(r.try_into().unwrap());
-                (record.id, record.position().x, record.position().y)
-            })
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
+            .chunks_exact(PositionRecord::SIZE)
+            .map(|r| PositionRecord::from_bytes(r.try_into().expect("whole records")))
             .collect()
+    }
+
+    /// The (id, x, y) of every legacy record in `out`, sorted (a snapshot
+    /// lists players in no particular order).
+    fn sorted(out: &Outgoing) -> Vec<(ClientId, i16, i16)> {
+        let mut records: Vec<_> = records(out).iter().map(|r| (r.id, r.x, r.y)).collect();
+        records.sort_unstable();
+        records
+    }
+
+    /// Whether every one of `outs` starts with the same buffer.
+    fn one_buffer(outs: &[Outgoing]) -> bool {
+        let first = outs[0].chunks[0].as_ptr();
+        outs.iter().all(|o| o.chunks[0].as_ptr() == first)
     }
 
     #[test]
@@ -493,12 +515,9 @@ mod tests {
         let outs: Vec<Outgoing> = [1, 2, 3]
             .map(|id| fanout.drain(SubscriberKey::Player(id), &state))
             .into();
+        assert!(one_buffer(&outs), "one snapshot buffer for the three");
         let first = outs[0].chunks[0].as_ptr();
-        assert!(
-            outs.iter().all(|o| o.chunks[0].as_ptr() == first),
-            "one snapshot buffer for the three"
-        );
-        assert_eq!(records(&outs[0]), [(1, 1, 0), (2, 2, 0), (3, 3, 0)]);
+        assert_eq!(sorted(&outs[0]), [(1, 1, 0), (2, 2, 0), (3, 3, 0)]);
 
         // A move made after the shared snapshot: a subscriber resynchronised
         // now gets the older position, then the move with the next broadcast.
@@ -508,13 +527,13 @@ mod tests {
         assert_eq!(late.chunks[0].as_ptr(), first);
         fanout.broadcast(&state.take_log(), &state, 1 << 20, &mut Vec::new());
         let next = fanout.drain(SubscriberKey::Viewer(1), &state);
-        assert_eq!(records(&next), [(2, 20, 0)]);
+        assert_eq!(sorted(&next), [(2, 20, 0)]);
 
         // After that broadcast a resync is encoded anew, with the move in it.
         fanout.subscribe(SubscriberKey::Viewer(2), &LEGACY_RECORDS);
         let fresh = fanout.drain(SubscriberKey::Viewer(2), &state);
         assert_ne!(fresh.chunks[0].as_ptr(), first);
-        assert_eq!(records(&fresh), [(1, 1, 0), (2, 20, 0), (3, 3, 0)]);
+        assert_eq!(sorted(&fresh), [(1, 1, 0), (2, 20, 0), (3, 3, 0)]);
     }
 
     #[test]
@@ -525,20 +544,20 @@ mod tests {
         state.set_positions(1, &[Position::new(1, 1)]);
         fanout.subscribe(SubscriberKey::Viewer(1), &LEGACY_RECORDS);
         assert_eq!(
-            records(&fanout.drain(SubscriberKey::Viewer(1), &state)),
+            sorted(&fanout.drain(SubscriberKey::Viewer(1), &state)),
             [(1, 1, 1)]
         );
 
         state.join(crate::world::info(2));
         state.set_positions(2, &[Position::new(2, 2)]);
         fanout.subscribe(SubscriberKey::Viewer(2), &LEGACY_RECORDS);
-        let with_newcomer = records(&fanout.drain(SubscriberKey::Viewer(2), &state));
+        let with_newcomer = sorted(&fanout.drain(SubscriberKey::Viewer(2), &state));
         assert_eq!(with_newcomer, [(1, 1, 1), (2, 2, 2)]);
 
         state.leave(1);
         fanout.subscribe(SubscriberKey::Viewer(3), &LEGACY_RECORDS);
         assert_eq!(
-            records(&fanout.drain(SubscriberKey::Viewer(3), &state)),
+            sorted(&fanout.drain(SubscriberKey::Viewer(3), &state)),
             [(2, 2, 2)]
         );
     }
@@ -564,9 +583,8 @@ mod tests {
         let legacy: Vec<Outgoing> = [1, 2, 3]
             .map(|id| fanout.drain(SubscriberKey::Player(id), &state))
             .into();
-        let first = legacy[0].chunks[0].as_ptr();
         assert!(
-            legacy.iter().all(|o| o.chunks[0].as_ptr() == first),
+            one_buffer(&legacy),
             "one buffer for every legacy subscriber"
         );
         assert_eq!(legacy[0].messages, 1, "the join is not a legacy record");

@@ -573,27 +573,11 @@ impl Membership {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Buf;
-
     use super::*;
     use crate::fanout::legacy::LEGACY_RECORDS;
+    use crate::fanout::tests::records;
     use crate::fanout::{BASE_QUEUE_BYTES, QUEUE_BYTES_PER_PLAYER};
     use shared::legacy::PositionRecord;
-
-    fn records(out: &Outgoing) -> Vec<PositionRecord> {
-        let mut bytes: Vec<u8> = out.chunks.iter().flat_map(|c| c.to_vec()).collect();
-        let mut buf = &bytes[..];
-        let mut records = Vec::new();
-        while buf.remaining() >= PositionRecord::SIZE {
-            records.push(PositionRecord {
-                id: buf.get_i32_le(),
-                x: buf.get_i16_le(),
-                y: buf.get_i16_le(),
-            });
-        }
-        bytes.clear();
-        records
-    }
 
     #[test]
     fn newcomer_gets_snapshot_then_every_move_in_order() {

@@ -91,12 +91,20 @@ pub struct Config {
     #[arg(long, env = "GAMESERVER_BROADCAST_INTERVAL_MS", default_value_t = 0)]
     pub broadcast_interval_ms: u64,
 
-    /// Threads that run the connections (0: one per CPU). On a small box
-    /// shared with other work, 1 answers a few dozen clients faster (no
-    /// hand-over between threads) but serves a thousand or more slower;
-    /// measured trade-off in docs/bench/README.md.
+    /// Threads that run the connections (0: one per CPU), besides the lane
+    /// (`--lane-connections`). On a small box shared with other work, 1
+    /// serves a thousand clients or more slower; measured in
+    /// docs/bench/README.md.
     #[arg(long, env = "GAMESERVER_WORKER_THREADS", default_value_t = 0)]
     pub worker_threads: usize,
+
+    /// The first this many players (positions and game connections) are
+    /// served together on one thread of their own, the lane; later ones by
+    /// the worker threads. In a small world a broadcast then wakes no other
+    /// thread, which is what keeps the latency low at a few dozen clients.
+    /// 0: no lane.
+    #[arg(long, env = "GAMESERVER_LANE_CONNECTIONS", default_value_t = crate::lane::DEFAULT_LANE_CONNECTIONS)]
+    pub lane_connections: usize,
 
     /// Join a cluster of nodes sharing one world over this NATS server,
     /// e.g. nats://127.0.0.1:4222. Off unless given: one node alone.
@@ -221,6 +229,7 @@ impl Default for Config {
             write_timeout_ms: 10_000,
             broadcast_interval_ms: 0,
             worker_threads: 0,
+            lane_connections: crate::lane::DEFAULT_LANE_CONNECTIONS,
             metrics: None,
             metrics_max_connections: 16,
             web: None,

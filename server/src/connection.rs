@@ -223,6 +223,43 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
     }
 }
 
+/// A [`Connection`] without its socket: what it has read and not yet
+/// decoded, its counters, deadlines and state; see
+/// [`Connection::unplug`]. Used to move a connection to another runtime
+/// (the lane's players when it closes, [`crate::lane`]).
+#[derive(Debug)]
+pub struct Unplugged<D> {
+    decoder: D,
+    buffer: BytesMut,
+    counters: ConnectionCounters,
+    last_message: Instant,
+    partial_since: Option<Instant>,
+    timeout: Duration,
+    shutdown: CancellationToken,
+    broken: bool,
+}
+
+impl<D> Unplugged<D> {
+    /// The connection again, over `reader` and `writer`.
+    pub fn plug<R, W>(self, reader: R, writer: W) -> Connection<R, W, D> {
+        Connection {
+            reader,
+            writer: Writer {
+                half: writer,
+                timeout: self.timeout,
+                shutdown: self.shutdown,
+                counters: self.counters.clone(),
+                broken: self.broken,
+            },
+            decoder: self.decoder,
+            buffer: self.buffer,
+            counters: self.counters,
+            last_message: self.last_message,
+            partial_since: self.partial_since,
+        }
+    }
+}
+
 /// Read buffer size of every connection: big enough to take many pipelined
 /// messages in one read, small enough for 10,000 idle clients.
 pub const READ_BUFFER_BYTES: usize = 4096;
@@ -318,6 +355,38 @@ where
     /// How long the message now in the buffer has been incomplete.
     pub fn partial_for(&self) -> Option<Duration> {
         self.partial_since.map(|since| since.elapsed())
+    }
+
+    /// Takes the socket's halves out; the rest waits in [`Unplugged`],
+    /// with every byte read and not yet decoded.
+    pub fn unplug(self) -> (R, W, Unplugged<D>) {
+        let Connection {
+            reader,
+            writer,
+            decoder,
+            buffer,
+            counters,
+            last_message,
+            partial_since,
+        } = self;
+        let Writer {
+            half,
+            timeout,
+            shutdown,
+            broken,
+            ..
+        } = writer;
+        let rest = Unplugged {
+            decoder,
+            buffer,
+            counters,
+            last_message,
+            partial_since,
+            timeout,
+            shutdown,
+            broken,
+        };
+        (reader, half, rest)
     }
 
     /// The decoder, e.g. to tell it what to expect next.

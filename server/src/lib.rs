@@ -19,6 +19,7 @@ pub mod fanout;
 pub mod fd_limit;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod lane;
 pub mod log_throttle;
 pub mod metrics;
 pub mod registry;
@@ -33,6 +34,7 @@ use std::time::Duration;
 
 pub use config::Config;
 use connection::Disconnect;
+use lane::{Lane, Ticket};
 use metrics::Metrics;
 use registry::{Registry, Service};
 use shared::ClientId;
@@ -212,6 +214,10 @@ impl Server {
             shared,
         } = self;
         let tracker = TaskTracker::new();
+        let lane = start_lane(
+            shared.config.lane_connections,
+            shared.metrics.lane_connections.clone(),
+        );
         if let Some(cluster) = cluster {
             // Get the other nodes' players before serving our own.
             let mut ready =
@@ -235,6 +241,7 @@ impl Server {
                 service,
                 Arc::clone(&shared),
                 tracker.clone(),
+                lane.clone(),
             ));
         }
         serve_http(&tracker, &shared, metrics_listener, web_listener, addrs);
@@ -250,6 +257,23 @@ impl Server {
         tracker.close();
         tracker.wait().await;
         info!("shut down");
+    }
+}
+
+/// The lane for the world's first `capacity` connections, if any.
+fn start_lane(
+    capacity: usize,
+    gauge: prometheus_client::metrics::gauge::Gauge,
+) -> Option<Arc<Lane>> {
+    if capacity == 0 {
+        return None;
+    }
+    match Lane::start(capacity, tokio::runtime::Handle::current(), gauge) {
+        Ok(lane) => Some(Arc::new(lane)),
+        Err(err) => {
+            warn!(cause = %err, "cannot start the lane thread; every connection goes to the worker threads");
+            None
+        }
     }
 }
 
@@ -321,14 +345,18 @@ async fn accept_loop(
     service: Service,
     shared: Arc<Shared>,
     tracker: TaskTracker,
+    lane: Option<Arc<Lane>>,
 ) {
+    // Only legacy players go to the lane: it is there for the world's
+    // broadcasts, and they can move off it when it closes.
+    let lane = lane.filter(|_| service == Service::Positions);
     loop {
         let accepted = tokio::select! {
             _ = shared.shutdown.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok((stream, peer)) => admit(stream, peer, service, &shared, &tracker),
+            Ok((stream, peer)) => admit(stream, peer, service, &shared, &tracker, lane.as_deref()),
             Err(err) => {
                 if log_throttle::WARNINGS.admit("accept_failed") {
                     error!(%service, cause = %err, "accept failed");
@@ -346,6 +374,7 @@ fn admit(
     service: Service,
     shared: &Arc<Shared>,
     tracker: &TaskTracker,
+    lane: Option<&Lane>,
 ) {
     let registration = match shared.registry.register(service, peer) {
         Ok(registration) => registration,
@@ -358,8 +387,9 @@ fn admit(
         }
     };
     tune(&stream);
+    let world = Arc::clone(&shared.world);
     let shared = Arc::clone(shared);
-    tracker.spawn(async move {
+    let serve = move |stream: TcpStream, lane: Option<Ticket>| async move {
         let id = registration.id();
         info!(client = id, %service, %peer, "connected");
         shared.metrics.connected(service);
@@ -367,12 +397,29 @@ fn admit(
             Service::Game => services::game::serve(stream, id, &shared).await,
             Service::TestPackets => services::test_packets::serve(stream, id, &shared).await,
             Service::Math => services::math::serve(stream, id, &shared).await,
-            Service::Positions => services::positions::serve(stream, id, &shared).await,
+            Service::Positions => services::positions::serve(stream, id, &shared, lane).await,
         };
         drop(registration);
         shared.metrics.disconnected(service, &reason);
         log_disconnect(id, service, &reason);
-    });
+    };
+    let lane = lane.and_then(|lane| Some((lane, lane.admit(world.subscriber_count())?)));
+    let Some((lane, ticket)) = lane else {
+        tracker.spawn(serve(stream, None));
+        return;
+    };
+    // The socket moves to the lane's own poller (see `lane`).
+    match stream.into_std() {
+        Ok(stream) => lane.spawn(tracker, async move {
+            match TcpStream::from_std(stream) {
+                Ok(stream) => serve(stream, Some(ticket)).await,
+                Err(err) => {
+                    warn!(%service, %peer, cause = %err, "cannot serve a connection on the lane")
+                }
+            }
+        }),
+        Err(err) => warn!(%service, %peer, cause = %err, "cannot move a connection to the lane"),
+    }
 }
 
 fn log_disconnect(id: shared::ClientId, service: Service, reason: &Disconnect) {

@@ -43,6 +43,8 @@ pub struct Metrics {
     bytes_out: Family<ServiceLabel, Counter>,
     math_requests: Family<StatusLabel, Counter>,
     slow_consumers: Counter,
+    /// Players served on the lane thread now (see [`crate::lane`]).
+    pub lane_connections: Gauge,
 }
 
 impl Metrics {
@@ -105,6 +107,7 @@ impl Default for Metrics {
             bytes_out: Family::default(),
             math_requests: Family::default(),
             slow_consumers: Counter::default(),
+            lane_connections: Gauge::default(),
         };
         let r = &mut metrics.registry;
         r.register(
@@ -156,6 +159,11 @@ impl Default for Metrics {
             "slow_consumers_dropped",
             "Clients dropped because their socket stayed unwritable",
             metrics.slow_consumers.clone(),
+        );
+        r.register(
+            "lane_connections",
+            "Players served together on the lane thread (--lane-connections)",
+            metrics.lane_connections.clone(),
         );
         // Every series exists from the start, so dashboards see zeros.
         for service in Service::ALL {

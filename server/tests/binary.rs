@@ -189,6 +189,7 @@ async fn help_lists_every_flag_with_its_environment_variable() {
         "--write-timeout-ms",
         "--broadcast-interval-ms",
         "--worker-threads",
+        "--lane-connections",
         "--legacy-welcome",
         "--positions-records",
         "--cluster",

@@ -28,9 +28,9 @@ async fn every_position_reaches_every_client_in_order() {
     for x in 1..=5i16 {
         burst.extend(shared::legacy::Position::new(x, x).to_bytes());
     }
+    let before = received_bytes(&server.shared, "positions");
     a.write_all(&burst).await.unwrap();
     let split = shared::legacy::Position::new(6, 6).to_bytes();
-    let before = received_bytes(&server.shared, "positions");
     a.write_all(&split[..1]).await.unwrap();
     a.flush().await.unwrap();
     // The server has read the lone first byte before the rest is sent: the
@@ -194,6 +194,107 @@ async fn garbage_free_stream_of_odd_bytes_keeps_the_partial_position() {
     assert_eq!(
         read_record(&mut client).await,
         PositionRecord { id, x: 5, y: 6 }
+    );
+    server.stop().await;
+}
+
+fn lane_players(shared: &server::Shared) -> u64 {
+    shared
+        .metrics
+        .render()
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("gameserver_lane_connections ")?
+                .parse()
+                .ok()
+        })
+        .expect("no lane gauge on /metrics")
+}
+
+async fn connect_into(server: &TestServer, world: usize) -> (tokio::net::TcpStream, i32) {
+    let client = connect_legacy(server.addrs.positions).await;
+    eventually("the player joined", || {
+        server.shared.world.subscriber_count() == world
+    })
+    .await;
+    client
+}
+
+/// A small world's players are served on the lane; the player that makes
+/// the world as big as the lane's capacity closes it, and the lane's
+/// players move to the worker threads without losing a byte: every move
+/// still reaches everyone, in order. Once the world is small again, the
+/// lane takes players again.
+#[tokio::test]
+async fn the_lane_serves_a_small_world_and_hands_its_players_over_when_it_grows() {
+    let server = TestServer::with(|config| config.lane_connections = 3).await;
+    let mut clients = Vec::new();
+    for world in 1..=3 {
+        clients.push(connect_into(&server, world).await);
+    }
+    assert_eq!(lane_players(&server.shared), 3);
+    let (x, id) = (7, clients[0].1);
+    send_position(&mut clients[0].0, x, 1).await;
+    for (stream, _) in &mut clients {
+        assert_eq!(
+            read_record_until(stream, |r| r.id == id).await,
+            PositionRecord { id, x, y: 1 }
+        );
+    }
+
+    // A burst from a lane player, the last position cut in two: its first
+    // byte is read on the lane, the rest after the move.
+    let mut burst = Vec::new();
+    for y in 1..=21i16 {
+        burst.extend(shared::legacy::Position::new(x, y).to_bytes());
+    }
+    let (sent, rest) = burst.split_at(burst.len() - 3);
+    let before = received_bytes(&server.shared, "positions");
+    clients[0].0.write_all(sent).await.unwrap();
+    eventually("the lane read the burst and a byte", || {
+        received_bytes(&server.shared, "positions") == before + sent.len() as u64
+    })
+    .await;
+    let fourth = connect_into(&server, 4).await;
+    clients.push(fourth);
+    eventually("the lane's players moved to the worker threads", || {
+        lane_players(&server.shared) == 0
+    })
+    .await;
+    clients[0].0.write_all(rest).await.unwrap();
+    for (stream, _) in &mut clients[..3] {
+        for y in 1..=21i16 {
+            let record = read_record_until(stream, |r| r.id == id).await;
+            assert_eq!(record, PositionRecord { id, x, y });
+        }
+    }
+    // Moves of a player that moved and of the newcomer reach everyone.
+    for mover in [1, 3] {
+        let id = clients[mover].1;
+        send_position(&mut clients[mover].0, 100, mover as i16).await;
+        for (stream, _) in &mut clients {
+            let record = read_record_until(stream, |r| r.id == id).await;
+            assert_eq!(
+                record,
+                PositionRecord {
+                    id,
+                    x: 100,
+                    y: mover as i16
+                }
+            );
+        }
+    }
+
+    clients.clear();
+    eventually("everyone left", || {
+        server.shared.world.subscriber_count() == 0
+    })
+    .await;
+    let _again = connect_into(&server, 1).await;
+    assert_eq!(
+        lane_players(&server.shared),
+        1,
+        "the lane did not open again"
     );
     server.stop().await;
 }

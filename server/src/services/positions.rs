@@ -7,16 +7,21 @@
 use shared::ClientId;
 use shared::legacy::PositionCodec;
 use shared::native::{PlayerInfo, PlayerKind};
+use std::future::Future;
+use std::sync::Arc;
+
 use tokio::net::TcpStream;
 
-use super::{Session, ended, open_legacy};
+use super::{Session, TcpConnection, ended, open_legacy};
 use crate::Shared;
 use crate::config::PositionsRecords;
 use crate::connection::Disconnect;
 use crate::fanout::WireFormat;
 use crate::fanout::classic::CLASSIC_PACKETS;
 use crate::fanout::legacy::LEGACY_RECORDS;
+use crate::lane::Ticket;
 use crate::registry::Service;
+use crate::world::Membership;
 
 /// The name native clients see for a legacy player.
 pub fn legacy_name(id: ClientId) -> String {
@@ -31,11 +36,21 @@ pub fn records_format(records: PositionsRecords) -> &'static dyn WireFormat {
     }
 }
 
-pub async fn serve(stream: TcpStream, id: ClientId, shared: &Shared) -> Disconnect {
-    ended(session(stream, id, shared).await)
+pub async fn serve(
+    stream: TcpStream,
+    id: ClientId,
+    shared: &Arc<Shared>,
+    lane: Option<Ticket>,
+) -> Disconnect {
+    ended(session(stream, id, shared, lane).await)
 }
 
-async fn session(stream: TcpStream, id: ClientId, shared: &Shared) -> Session {
+async fn session(
+    stream: TcpStream,
+    id: ClientId,
+    shared: &Arc<Shared>,
+    lane: Option<Ticket>,
+) -> Session {
     let mut connection = open_legacy(stream, id, Service::Positions, shared, PositionCodec).await?;
     let info = PlayerInfo {
         id,
@@ -45,10 +60,48 @@ async fn session(stream: TcpStream, id: ClientId, shared: &Shared) -> Session {
     let member = shared
         .world
         .join(info, records_format(shared.config.positions_records));
+    let Some(ticket) = lane else {
+        return play(&mut connection, &member, shared, std::future::pending()).await;
+    };
+    play(&mut connection, &member, shared, ticket.closing()).await?;
+    // The lane closed (the world grew): go on on the worker threads, with
+    // the socket registered there and every byte already read kept.
+    let pool = ticket.leave();
+    let (reader, writer, rest) = connection.unplug();
+    let socket = reader
+        .reunite(writer)
+        .map_err(|err| Disconnect::Io(std::io::Error::other(err)))?
+        .into_std()
+        .map_err(Disconnect::Io)?;
+    let shared = Arc::clone(shared);
+    let moved = pool.spawn(async move {
+        let (reader, writer) = TcpStream::from_std(socket)
+            .map_err(Disconnect::Io)?
+            .into_split();
+        let mut connection = rest.plug(reader, writer);
+        play(&mut connection, &member, &shared, std::future::pending()).await
+    });
+    match moved.await {
+        Ok(session) => session,
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        Err(_) => Err(Disconnect::Shutdown),
+    }
+}
+
+/// Relays positions into the world and the world to the client until the
+/// connection ends, or until `until` resolves (the lane closing).
+async fn play<T>(
+    connection: &mut TcpConnection<PositionCodec>,
+    member: &Membership,
+    shared: &Shared,
+    until: impl Future<Output = T>,
+) -> Result<T, Disconnect> {
+    tokio::pin!(until);
     let mut positions = Vec::new();
     loop {
         tokio::select! {
             _ = shared.shutdown.cancelled() => return Err(Disconnect::Shutdown),
+            done = &mut until => return Ok(done),
             _ = member.changed() => {
                 let outgoing = member.take_outgoing();
                 connection.writer.send_chunks(outgoing.chunks, outgoing.messages).await?;

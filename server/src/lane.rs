@@ -126,6 +126,11 @@ impl Lane {
     pub fn admit(&self, world: usize) -> Option<Ticket> {
         if world >= self.capacity {
             if !self.is_empty() {
+                tracing::info!(
+                    players = self.len(),
+                    subscribers = world,
+                    "the world outgrew the lane: its players move to the worker threads"
+                );
                 self.close();
             }
             return None;

@@ -260,7 +260,7 @@ impl Server {
     }
 }
 
-/// The lane for the world's first `capacity` connections, if any.
+/// The lane for worlds of fewer than `capacity` subscribers, if any.
 fn start_lane(
     capacity: usize,
     gauge: prometheus_client::metrics::gauge::Gauge,

@@ -4,12 +4,12 @@
 //! `--positions-records hh` it receives the classic 4-byte packets instead
 //! ([`crate::fanout::classic`]).
 
-use shared::ClientId;
-use shared::legacy::PositionCodec;
-use shared::native::{PlayerInfo, PlayerKind};
 use std::future::Future;
 use std::sync::Arc;
 
+use shared::ClientId;
+use shared::legacy::PositionCodec;
+use shared::native::{PlayerInfo, PlayerKind};
 use tokio::net::TcpStream;
 
 use super::{Session, TcpConnection, ended, open_legacy};

@@ -98,11 +98,11 @@ pub struct Config {
     #[arg(long, env = "GAMESERVER_WORKER_THREADS", default_value_t = 0)]
     pub worker_threads: usize,
 
-    /// The first this many players (positions and game connections) are
-    /// served together on one thread of their own, the lane; later ones by
-    /// the worker threads. In a small world a broadcast then wakes no other
-    /// thread, which is what keeps the latency low at a few dozen clients.
-    /// 0: no lane.
+    /// While the world has fewer subscribers than this, positions players
+    /// are served together on one thread of their own, the lane: a small
+    /// world's broadcast then wakes no other thread, which keeps the
+    /// latency low at a few dozen clients. The player that makes the world
+    /// this big moves them all to the worker threads. 0: no lane.
     #[arg(long, env = "GAMESERVER_LANE_CONNECTIONS", default_value_t = crate::lane::DEFAULT_LANE_CONNECTIONS)]
     pub lane_connections: usize,
 

@@ -12,11 +12,11 @@
 //!
 //! Only while the world is small: a big world needs every core, and a
 //! third thread beside one worker per core only competes with them. A
-//! player is admitted to the lane while the world has fewer than
-//! [`Lane::capacity`] subscribers; once a player arrives in a world that
-//! big, the lane *closes*: its players move their sockets to the worker
-//! threads ([`Ticket::closing`], [`Ticket::leave`]), and the lane takes
-//! players again once the world is small again.
+//! player is admitted to the lane while the world has fewer subscribers
+//! than its capacity (`--lane-connections`); once a player arrives in a
+//! world that big, the lane *closes*: its players move their sockets to the
+//! worker threads ([`Ticket::closing`], [`Ticket::leave`]), and the lane
+//! takes players again once the world is small again.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -104,11 +104,6 @@ impl Lane {
             closing: Mutex::new(CancellationToken::new()),
             stop,
         })
-    }
-
-    /// World size (subscribers) below which players are admitted.
-    pub fn capacity(&self) -> usize {
-        self.capacity
     }
 
     /// Players the lane serves now.

@@ -387,7 +387,7 @@ fn admit(
         }
     };
     tune(&stream);
-    let world = Arc::clone(&shared.world);
+    let lane = lane.and_then(|lane| Some((lane, lane.admit(shared.world.subscriber_count())?)));
     let shared = Arc::clone(shared);
     let serve = move |stream: TcpStream, lane: Option<Ticket>| async move {
         let id = registration.id();
@@ -403,7 +403,6 @@ fn admit(
         shared.metrics.disconnected(service, &reason);
         log_disconnect(id, service, &reason);
     };
-    let lane = lane.and_then(|lane| Some((lane, lane.admit(world.subscriber_count())?)));
     let Some((lane, ticket)) = lane else {
         tracker.spawn(serve(stream, None));
         return;

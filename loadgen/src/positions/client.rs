@@ -1017,32 +1017,15 @@ mod tests {
         let (mut buf, mut codec, mut out) =
             (BytesMut::new(), FrameCodec::default(), BytesMut::new());
         let arrival = Arrival::at(t0 + Duration::from_millis(1));
-        // A peer's record and the first 3 bytes of our echo.
-        client
-            .take_in(
-                &bytes[..11],
-                &mut buf,
-                &mut codec,
-                &mut p,
-                &mut out,
-                arrival,
-            )
-            .unwrap();
-        assert_eq!(buf.len(), 3, "the partial record waits");
-        assert_eq!(p.outcome.echoes.count(), 0);
-        // The rest of it.
-        client
-            .take_in(
-                &bytes[11..],
-                &mut buf,
-                &mut codec,
-                &mut p,
-                &mut out,
-                arrival,
-            )
-            .unwrap();
-        assert!(buf.is_empty());
-        assert_eq!(p.outcome.echoes.count(), 1, "our echo, whole");
+        // A peer's record and the first 3 bytes of our echo: the partial
+        // record waits. Then the rest of it: our echo, whole.
+        for (read, waiting, echoes) in [(&bytes[..11], 3, 0), (&bytes[11..], 0, 1)] {
+            client
+                .take_in(read, &mut buf, &mut codec, &mut p, &mut out, arrival)
+                .unwrap();
+            assert_eq!(buf.len(), waiting, "bytes of a partial record kept");
+            assert_eq!(p.outcome.echoes.count(), echoes);
+        }
         assert_eq!(p.outcome.anomalies.echo_unknown, 0);
     }
 }

@@ -91,6 +91,14 @@ pub struct Config {
     #[arg(long, env = "GAMESERVER_BROADCAST_INTERVAL_MS", default_value_t = 0)]
     pub broadcast_interval_ms: u64,
 
+    /// Most moves a second of one player that reach the world, for every
+    /// service that moves a player (positions, classic, native). Moves
+    /// above it are coalesced, latest wins: the player's newest position
+    /// always goes out, some intermediate ones do not, and the player stays
+    /// connected. 0: no cap.
+    #[arg(long, env = "GAMESERVER_MAX_MOVES_PER_SECOND", default_value_t = crate::world::DEFAULT_MAX_MOVES_PER_SECOND)]
+    pub max_moves_per_second: u32,
+
     /// Threads that run the connections (0: one per CPU), besides the lane
     /// (`--lane-connections`). On a small box shared with other work, 1
     /// serves a thousand clients or more slower; measured in
@@ -228,6 +236,7 @@ impl Default for Config {
             message_timeout_ms: 5000,
             write_timeout_ms: 10_000,
             broadcast_interval_ms: 0,
+            max_moves_per_second: crate::world::DEFAULT_MAX_MOVES_PER_SECOND,
             worker_threads: 0,
             lane_connections: crate::lane::DEFAULT_LANE_CONNECTIONS,
             metrics: None,

@@ -153,6 +153,7 @@ impl Server {
                 .transpose()?,
         };
         let world = World::new();
+        world.set_max_moves_per_second(config.max_moves_per_second);
         let mut registry = Registry::new(config.max_connections, config.max_connections_per_ip)
             .limit_loopback(config.limit_loopback);
         let mut cluster = None;

@@ -52,11 +52,7 @@ impl Metrics {
     pub fn new(world: &World, cluster: Option<&ClusterMetrics>) -> Self {
         let mut metrics = Metrics::default();
         let r = &mut metrics.registry;
-        r.register(
-            "subscriber_resyncs",
-            "Subscribers that fell behind and were sent a fresh snapshot instead of their backlog",
-            world.resync_counter().clone(),
-        );
+        world.register_metrics(r);
         if let Some(cluster) = cluster {
             r.register(
                 "cluster_connected",

@@ -188,6 +188,7 @@ async fn help_lists_every_flag_with_its_environment_variable() {
         "--message-timeout-ms",
         "--write-timeout-ms",
         "--broadcast-interval-ms",
+        "--max-moves-per-second",
         "--worker-threads",
         "--lane-connections",
         "--legacy-welcome",

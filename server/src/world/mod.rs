@@ -7,6 +7,8 @@
 //! bounded when a subscriber falls behind.
 
 mod grid;
+mod move_rate;
+mod pacing;
 mod state;
 
 /// A legacy player named after its id, for the tests of the world and the fan-out.
@@ -26,6 +28,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use grid::{CELL_SIZE, Cell, CellMap, MAX_VIEW_CELLS, Region};
+pub use move_rate::{DEFAULT_MAX_MOVES_PER_SECOND, MOVE_BURST, MoveRate};
+pub use pacing::{MAX_BROADCAST_INTERVAL, Pacer};
 pub use state::{Crossing, Event, LOG_COMPACT_MIN, MAX_MOVES_PER_BROADCAST, Player, State};
 
 use crate::fanout::{self, Fanout, Outgoing, SubscriberKey, Taken, WireFormat};
@@ -42,14 +46,6 @@ pub const MAX_GATHER: Duration = Duration::from_millis(20);
 /// broadcaster waits for all of them.
 pub const STRAGGLERS_PER_SUBSCRIBER: usize = 64;
 
-/// Broadcasts start at least this many times their own cost apart: a
-/// broadcast that held the lock for 300 µs (10,000 subscribers) is followed
-/// by at least 300 µs without one, so broadcasting takes at most half of a
-/// core however fast news comes, and what comes meanwhile gathers into the
-/// next. A broadcast to 20 subscribers costs a few microseconds: no floor
-/// anyone can see.
-pub const BROADCAST_SHARE: u32 = 2;
-
 /// Shortest wait the broadcaster sleeps for to space broadcasts (tokio's
 /// timer has a millisecond's resolution; shorter gaps are not waited for).
 const MIN_SPACING_SLEEP: Duration = Duration::from_millis(1);
@@ -60,11 +56,16 @@ struct Inner {
     fanout: Fanout,
     next_viewer: u64,
     replication: Option<Replication>,
-    /// When the last broadcast went out; the broadcaster sends news anyway
-    /// [`MAX_GATHER`] after it.
-    last_broadcast: Option<Instant>,
-    /// How long the last broadcast held the lock (see [`BROADCAST_SHARE`]).
-    last_cost: Duration,
+    /// When broadcasts may go, by what they cost (see [`pacing`]).
+    pacer: Pacer,
+    /// When a position held back by the move-rate cap may go out.
+    held_until: Option<Instant>,
+    /// The process's CPU time when the last broadcast started.
+    cpu_at_last_broadcast: Option<Duration>,
+    /// Reads the CPU time broadcasts are charged by: the process's CPU
+    /// clock, or none (tests with a paused clock, where the CPU clock
+    /// would still run).
+    cpu_clock: Option<fn() -> Option<Duration>>,
 }
 
 impl Inner {
@@ -74,16 +75,16 @@ impl Inner {
         self.fanout.undrained() <= self.fanout.len() / STRAGGLERS_PER_SUBSCRIBER
     }
 
-    /// The earliest the next broadcast may start (see [`BROADCAST_SHARE`]).
-    fn next_broadcast_at(&self) -> Option<Instant> {
-        self.last_broadcast
-            .map(|last| last + self.last_cost * BROADCAST_SHARE)
+    /// The earliest the next broadcast may start, by its cost (see [`pacing`]).
+    fn next_broadcast_at(&mut self) -> Instant {
+        let subscribers = self.fanout.len();
+        self.pacer.next_start(Instant::now(), subscribers)
     }
 
     /// Whether a broadcast may start now, as far as its cost goes.
-    fn spaced(&self) -> bool {
-        self.next_broadcast_at()
-            .is_none_or(|next| Instant::now() >= next)
+    fn spaced(&mut self) -> bool {
+        let subscribers = self.fanout.len();
+        self.pacer.may_start(Instant::now(), subscribers)
     }
 }
 
@@ -119,6 +120,11 @@ pub struct World {
     drained: Notify,
     /// Subscribers resynchronised because they fell behind (on `/metrics`).
     resyncs: Counter,
+    /// Moves coalesced away by the move-rate cap (on `/metrics`).
+    coalesced: Counter,
+    /// Broadcasts made (on `/metrics`: with the bytes written, how big
+    /// batches are).
+    broadcasts: Counter,
     /// Set by [`World::run_broadcaster`] when it has no floor: news then
     /// goes out from the task that brought it (or from the one that took
     /// the last of the previous broadcast), without a hop through the
@@ -128,7 +134,9 @@ pub struct World {
 
 impl World {
     pub fn new() -> Arc<World> {
-        Arc::new(World::default())
+        let world = World::default();
+        world.lock().cpu_clock = Some(pacing::process_cpu_time);
+        Arc::new(world)
     }
 
     /// Adds a player that also receives the world in `format`. Its first
@@ -165,13 +173,54 @@ impl World {
         }
     }
 
+    /// Caps every local player's moves at `per_second` (0: no cap); see
+    /// [`State::move_player`].
+    pub fn set_max_moves_per_second(&self, per_second: u32) {
+        self.lock()
+            .state
+            .set_move_rate(MoveRate::per_second(per_second));
+    }
+
+    /// Moves the move-rate cap coalesced away so far.
+    pub fn coalesced_moves(&self) -> u64 {
+        self.coalesced.get()
+    }
+
+    /// Registers the world's own counters for `/metrics`.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "subscriber_resyncs",
+            "Subscribers that fell behind and were sent a fresh snapshot instead of their backlog",
+            self.resyncs.clone(),
+        );
+        registry.register(
+            "moves_coalesced",
+            "Moves the move-rate cap (--max-moves-per-second) held back; each player's latest still went out",
+            self.coalesced.clone(),
+        );
+        registry.register(
+            "broadcasts",
+            "Broadcasts of the world (the pacer lets fewer, larger ones go under load)",
+            self.broadcasts.clone(),
+        );
+    }
+
     fn set_positions(&self, id: ClientId, positions: &[Position]) {
         if positions.is_empty() {
             return;
         }
         let mut inner = self.lock();
-        inner.state.set_positions(id, positions);
-        self.news_added(inner);
+        let coalesced = inner.state.coalesced_moves();
+        inner.state.move_player(id, positions, Instant::now());
+        self.coalesced
+            .inc_by(inner.state.coalesced_moves() - coalesced);
+        if inner.state.has_news() {
+            self.news_added(inner);
+        } else {
+            // Held back by the move-rate cap: the broadcaster lets it out.
+            drop(inner);
+            self.dirty.notify_one();
+        }
     }
 
     /// Sends news just written to the log (the lock still held): at once,
@@ -183,7 +232,7 @@ impl World {
     /// This is what keeps a lone change fast: it reaches the subscribers'
     /// tasks straight from the task that read it, as in a
     /// thread-per-client server, instead of waking the broadcaster first.
-    fn news_added(&self, inner: MutexGuard<'_, Inner>) {
+    fn news_added(&self, mut inner: MutexGuard<'_, Inner>) {
         if self.eager.load(Ordering::Relaxed) && inner.ready_for_more() && inner.spaced() {
             self.broadcast_locked(inner);
         } else {
@@ -195,7 +244,7 @@ impl World {
     /// Called with the lock held after a subscriber took its queue or
     /// left: if that made the subscribers ready for the next broadcast,
     /// sends what gathered meanwhile (eager) or tells the broadcaster.
-    fn took_some(&self, inner: MutexGuard<'_, Inner>, was_ready: bool) {
+    fn took_some(&self, mut inner: MutexGuard<'_, Inner>, was_ready: bool) {
         if was_ready || !inner.ready_for_more() {
             return;
         }
@@ -247,11 +296,20 @@ impl World {
     /// [`World::broadcast`] with the lock already held; wakes the
     /// subscribers once it is released.
     fn broadcast_locked(&self, mut inner: MutexGuard<'_, Inner>) -> usize {
+        let started = Instant::now();
+        inner.held_until = inner.state.release_held(started);
         if !inner.state.has_news() {
             return 0;
         }
-        let started = Instant::now();
-        inner.last_broadcast = Some(started);
+        inner.pacer.started(started);
+        self.broadcasts.inc();
+        // What the server computed since the last broadcast started: that
+        // broadcast's writes, and the reads that brought this news.
+        let cpu = inner.cpu_clock.and_then(|read| read());
+        if let (Some(now), Some(then)) = (cpu, inner.cpu_at_last_broadcast) {
+            inner.pacer.charge(now.saturating_sub(then));
+        }
+        inner.cpu_at_last_broadcast = cpu;
         let events = inner.state.take_log();
         if let Some(replication) = &inner.replication {
             replication.send_local(&events);
@@ -260,7 +318,8 @@ impl World {
         let Inner { state, fanout, .. } = &mut *inner;
         let mut woken = Vec::with_capacity(fanout.len());
         let resynced = fanout.broadcast(&events, state, limit, &mut woken);
-        inner.last_cost = started.elapsed();
+        let subscribers = inner.fanout.len();
+        inner.pacer.wrote(woken.len(), subscribers);
         drop(inner);
         for wake in woken {
             wake.notify_one();
@@ -285,9 +344,19 @@ impl World {
         self.dirty.notify_one();
         let mut last = Instant::now() - floor;
         loop {
+            let held_until = self.lock().held_until;
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = self.dirty.notified() => {}
+                _ = tokio::time::sleep_until(held_until.unwrap_or_else(Instant::now)), if held_until.is_some() => {}
+            }
+            {
+                // Positions held back by the move-rate cap whose time came.
+                let mut inner = self.lock();
+                inner.held_until = inner.state.release_held(Instant::now());
+                if !inner.state.has_news() {
+                    continue;
+                }
             }
             if !floor.is_zero() {
                 tokio::select! {
@@ -299,8 +368,8 @@ impl World {
                 _ = shutdown.cancelled() => return,
                 _ = self.previous_broadcast_taken() => {}
             }
-            let spaced_at = self.lock().next_broadcast_at();
-            if let Some(at) = spaced_at.filter(|&at| at >= Instant::now() + MIN_SPACING_SLEEP) {
+            let at = self.lock().next_broadcast_at();
+            if at >= Instant::now() + MIN_SPACING_SLEEP {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep_until(at) => {}
@@ -327,7 +396,7 @@ impl World {
                 if inner.ready_for_more() {
                     return;
                 }
-                match inner.last_broadcast {
+                match inner.pacer.last_start() {
                     Some(last) => last + MAX_GATHER,
                     None => return,
                 }
@@ -463,11 +532,6 @@ impl World {
     /// Subscribers resynchronised so far because they fell behind.
     pub fn resync_count(&self) -> u64 {
         self.resyncs.get()
-    }
-
-    /// The resync counter itself, for `/metrics`.
-    pub fn resync_counter(&self) -> &Counter {
-        &self.resyncs
     }
 
     /// Bytes queued for player `id` and not yet taken by its connection.
@@ -685,6 +749,9 @@ mod tests {
     /// eager) when this returns; cancel the token to stop it.
     async fn world_with_broadcaster() -> (Arc<World>, CancellationToken) {
         let world = World::new();
+        // Time is paused in these tests but the CPU clock is not: the
+        // pacer is charged only what a test charges it.
+        world.lock().cpu_clock = None;
         let shutdown = CancellationToken::new();
         tokio::spawn(Arc::clone(&world).run_broadcaster(Duration::ZERO, shutdown.clone()));
         tokio::task::yield_now().await;
@@ -774,6 +841,9 @@ mod tests {
         for member in &members {
             let _ = member.take_outgoing();
         }
+        // 128 joins woke everyone 128 times; with the clock paused the
+        // write budget would never refill. This test is about stragglers.
+        world.lock().pacer = Pacer::default();
         let started = Instant::now();
         members[0].set_positions(&[Position::new(1, 0)]);
         // Only half have taken it: the next move waits.
@@ -797,25 +867,57 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_costly_broadcast_is_followed_by_a_gap_as_long_as_it_took() {
+    async fn costly_broadcasts_are_spaced_by_what_they_cost() {
         let (world, shutdown) = world_with_broadcaster().await;
         tokio::task::yield_now().await;
         let a = world.join(info(1), &LEGACY_RECORDS);
         a.changed().await;
         let _ = a.take_outgoing();
-        // As if the last broadcast had just started and held the lock 5 ms.
-        let cost = Duration::from_millis(5);
-        {
-            let mut inner = world.lock();
-            inner.last_broadcast = Some(Instant::now());
-            inner.last_cost = cost;
-        }
+        // As if broadcasts had just used up the CPU budget and 5 ms more.
+        let owed = Duration::from_millis(5);
+        world.lock().pacer.charge(pacing::CPU_BURST + owed);
         let started = Instant::now();
         a.set_positions(&[Position::new(1, 0)]);
         assert!(records(&a.take_outgoing()).is_empty(), "not at once");
         assert_eq!(next_records(&a).await.len(), 1);
-        // Starts are BROADCAST_SHARE times the cost apart.
-        assert_eq!(Instant::now() - started, cost * BROADCAST_SHARE);
+        // The budget refills at BROADCAST_CPU_SHARE of a core: 10 ms.
+        let waited = Instant::now() - started;
+        let expected = owed.div_f64(pacing::BROADCAST_CPU_SHARE);
+        assert!(
+            waited >= expected && waited <= expected + Duration::from_millis(1),
+            "waited {waited:?}"
+        );
+        shutdown.cancel();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flooders_held_latest_position_goes_out_when_its_budget_allows() {
+        let (world, shutdown) = world_with_broadcaster().await;
+        world.set_max_moves_per_second(100);
+        // The flooder watches its own echoes.
+        let [flooder] = caught_up(&world, [1]).await;
+        let started = Instant::now();
+        for chunk in (0..100).collect::<Vec<i16>>().chunks(10) {
+            let positions: Vec<Position> = chunk.iter().map(|&x| Position::new(x, 0)).collect();
+            flooder.set_positions(&positions);
+        }
+        let mut seen = Vec::new();
+        while seen.last() != Some(&99) {
+            seen.extend(next_records(&flooder).await.iter().map(|r| r.x));
+        }
+        assert_eq!(
+            seen.len(),
+            MOVE_BURST as usize + 1,
+            "the burst, then the latest"
+        );
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "in order: {seen:?}");
+        // One move every 10 ms at 100 a second; the latest was held that long.
+        let waited = Instant::now() - started;
+        assert!(
+            waited >= Duration::from_millis(10) && waited <= Duration::from_millis(11),
+            "waited {waited:?}"
+        );
+        assert_eq!(world.coalesced_moves(), 100 - MOVE_BURST as u64);
         shutdown.cancel();
     }
 

@@ -8,8 +8,10 @@ use serde::{Deserialize, Serialize};
 use shared::ClientId;
 use shared::legacy::Position;
 use shared::native::PlayerInfo;
+use tokio::time::Instant;
 
 use super::grid::{Cell, Grid, Region};
+use super::move_rate::{MoveBudget, MoveRate};
 
 /// Positions of one player that a single broadcast carries in full; past
 /// that, the player's newest position replaces its last one in the log.
@@ -46,7 +48,7 @@ impl Event {
 }
 
 /// A player of the world.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Player {
     pub info: PlayerInfo,
     pub position: Option<Position>,
@@ -56,6 +58,11 @@ pub struct Player {
     /// The grid cell of this player as of the last [`State::take_log`]
     /// (`None`: it had no position then).
     cell: Option<Cell>,
+    /// Moves this player may still make under the move-rate cap.
+    budget: MoveBudget,
+    /// Whether its latest position is held back by the cap (see
+    /// [`State::move_player`]): it goes out once the budget allows.
+    held: bool,
 }
 
 impl Player {
@@ -93,6 +100,12 @@ pub struct State {
     crossings: Vec<Crossing>,
     /// Bumped by every join and leave (see [`State::roster_version`]).
     roster_version: u64,
+    /// The cap on each local player's moves (`None`: no cap).
+    move_rate: Option<MoveRate>,
+    /// Players whose latest position is held back by the cap.
+    held: Vec<ClientId>,
+    /// Moves the cap coalesced away, ever (on `/metrics`).
+    coalesced_moves: u64,
 }
 
 impl State {
@@ -106,6 +119,8 @@ impl State {
                 moves_in_log: 0,
                 last_move_index: 0,
                 cell: None,
+                budget: MoveBudget::default(),
+                held: false,
             },
         );
         if let Some(cell) = replaced.and_then(|p| p.cell) {
@@ -141,6 +156,84 @@ impl State {
         if self.log.len() >= LOG_COMPACT_MIN.max(2 * self.players.len()) {
             self.compact_log();
         }
+    }
+
+    /// Caps every local player's moves at `rate` (see [`State::move_player`]).
+    pub fn set_move_rate(&mut self, rate: Option<MoveRate>) {
+        self.move_rate = rate;
+    }
+
+    /// New positions of a local player (oldest first), received at `now`,
+    /// under the move-rate cap: while the player's budget lasts they are
+    /// logged like [`State::set_positions`]; past it the player's position
+    /// is updated but not logged, and its latest is held until
+    /// [`State::release_held`] finds budget for it. Latest wins: the
+    /// player's newest position always goes out, its intermediate ones may
+    /// not. A flooder thus costs every observer at most the rate plus the
+    /// burst, however fast it sends.
+    pub fn move_player(&mut self, id: ClientId, positions: &[Position], now: Instant) {
+        let Some(rate) = self.move_rate else {
+            return self.set_positions(id, positions);
+        };
+        let Some(player) = self.players.get_mut(&id) else {
+            return;
+        };
+        let Some(&latest) = positions.last() else {
+            return;
+        };
+        let allowed = player.budget.take(positions.len(), rate, now);
+        self.coalesced_moves += (positions.len() - allowed) as u64;
+        if allowed == 0 {
+            player.position = Some(latest.sanitized());
+            if !player.held {
+                player.held = true;
+                self.held.push(id);
+            }
+            return;
+        }
+        // The first moves the budget allows, the latest in place of the last.
+        player.held = false;
+        if allowed == positions.len() {
+            self.set_positions(id, positions);
+        } else {
+            let mut kept = positions[..allowed - 1].to_vec();
+            kept.push(latest);
+            self.set_positions(id, &kept);
+        }
+    }
+
+    /// Logs the held latest position of every player whose budget allows a
+    /// move again at `now`. Returns when the next of those still held will
+    /// be allowed (`None`: none is held).
+    pub fn release_held(&mut self, now: Instant) -> Option<Instant> {
+        let rate = self.move_rate?;
+        let mut next: Option<Instant> = None;
+        let mut held = std::mem::take(&mut self.held);
+        held.retain(|&id| {
+            let Some(player) = self.players.get_mut(&id) else {
+                return false;
+            };
+            if !player.held {
+                return false;
+            }
+            if player.budget.take(1, rate, now) == 0 {
+                let at = player.budget.next_move_at(rate);
+                next = Some(next.map_or(at, |next| next.min(at)));
+                return true;
+            }
+            player.held = false;
+            if let Some(position) = player.position {
+                self.set_positions(id, &[position]);
+            }
+            false
+        });
+        self.held = held;
+        next
+    }
+
+    /// Moves the move-rate cap coalesced away so far.
+    pub fn coalesced_moves(&self) -> u64 {
+        self.coalesced_moves
     }
 
     /// Removes a player and logs its departure; `None` if it was not here.
@@ -289,6 +382,7 @@ impl State {
 pub(crate) mod tests {
     use shared::native::PlayerKind;
 
+    use super::super::move_rate::MoveRate;
     use super::*;
 
     /// A legacy player named after its id (shared by the world's and the
@@ -362,6 +456,60 @@ pub(crate) mod tests {
         // After the log is taken, a player's moves go out in full again.
         state.set_positions(1, &[Position::new(5, 5), Position::new(6, 6)]);
         assert_eq!(moves(&state.take_log(), 1), vec![5, 6]);
+    }
+
+    #[test]
+    fn the_move_rate_cap_holds_a_flooder_and_its_latest_still_goes_out() {
+        use super::super::move_rate::MOVE_BURST;
+        use std::time::Duration;
+        let mut state = State::default();
+        state.set_move_rate(MoveRate::per_second(100));
+        state.join(info(1));
+        state.join(info(2));
+        state.take_log();
+        let start = Instant::now();
+        let flood: Vec<Position> = (0..1000).map(|i| Position::new(i, 0)).collect();
+        state.move_player(1, &flood[..500], start);
+        state.move_player(2, &[Position::new(7, 7)], start);
+        // The burst: its first moves, the latest of the read in place of the last.
+        let burst = MOVE_BURST as i16;
+        let expected: Vec<i16> = (0..burst - 1).chain([499]).collect();
+        assert_eq!(moves(&state.take_log(), 1), expected);
+        // Past the burst nothing is logged, but the position is the latest.
+        state.move_player(1, &flood[500..], start);
+        assert!(!state.has_news());
+        assert_eq!(
+            state.player(1).unwrap().position,
+            Some(Position::new(999, 0))
+        );
+        assert_eq!(state.coalesced_moves(), 1000 - MOVE_BURST as u64);
+        // Held until the budget has a move again (100 a second: 10 ms).
+        let due = state.release_held(start).expect("held");
+        assert_eq!(due, start + Duration::from_millis(10));
+        assert!(!state.has_news());
+        assert_eq!(state.release_held(due), None);
+        assert_eq!(moves(&state.take_log(), 1), vec![999]);
+        // The honest player was never held back.
+        state.move_player(2, &[Position::new(8, 8)], due);
+        assert_eq!(moves(&state.take_log(), 2), vec![8]);
+    }
+
+    #[test]
+    fn a_held_position_is_dropped_when_a_newer_one_goes_out() {
+        use std::time::Duration;
+        let mut state = State::default();
+        state.set_move_rate(MoveRate::per_second(100));
+        state.join(info(1));
+        let start = Instant::now();
+        let flood: Vec<Position> = (0..40).map(|i| Position::new(i, 0)).collect();
+        state.move_player(1, &flood, start);
+        state.move_player(1, &[Position::new(50, 0)], start);
+        state.take_log();
+        let later = start + Duration::from_millis(20);
+        state.move_player(1, &[Position::new(60, 0)], later);
+        assert_eq!(moves(&state.take_log(), 1), vec![60]);
+        assert_eq!(state.release_held(later), None, "nothing held any more");
+        assert!(!state.has_news());
     }
 
     #[test]

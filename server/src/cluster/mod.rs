@@ -29,6 +29,8 @@ mod disabled;
 #[cfg(feature = "cluster")]
 mod node;
 #[cfg(feature = "cluster")]
+mod peers;
+#[cfg(feature = "cluster")]
 mod protocol;
 
 use std::time::Duration;
@@ -61,6 +63,22 @@ pub const SYNC_TIMEOUT: Duration = Duration::from_secs(2);
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// Highest node id: ids are `node << 24 | n`, and must stay positive.
 pub const MAX_NODE_ID: NodeId = 127;
+
+/// Why a node cannot join its cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[cfg(feature = "cluster")]
+    #[error("cannot use NATS at {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    #[error(
+        "cannot join the cluster at {url}: this build has no cluster support (cargo feature `cluster`)"
+    )]
+    NotBuilt { url: String },
+}
 
 /// Where and who this node is in the cluster.
 #[derive(Debug, Clone)]

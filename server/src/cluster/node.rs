@@ -16,8 +16,8 @@ use tracing::{debug, info, warn};
 use super::peers::{Action, Peers, Removal};
 use super::protocol::Wire;
 use super::{
-    ClusterConfig, ClusterError, ClusterMetrics, HEARTBEAT_INTERVAL, JOIN_TIMEOUT, NODE_TIMEOUT,
-    OUTBOX_BATCHES, SYNC_TIMEOUT,
+    ClusterConfig, ClusterError, ClusterMetrics, GOODBYE_TIMEOUT, HEARTBEAT_INTERVAL, JOIN_TIMEOUT,
+    NODE_TIMEOUT, OUTBOX_BATCHES, SYNC_TIMEOUT,
 };
 use crate::world::{Event, NodeId, World};
 
@@ -137,7 +137,10 @@ impl Cluster {
         let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);
         loop {
             tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => {
+                    self.say_goodbye().await;
+                    return;
+                }
                 batch = outbox.recv() => {
                     let Some(events) = batch else { return };
                     if overflowed.swap(false, Ordering::Relaxed) {
@@ -152,6 +155,19 @@ impl Cluster {
                 _ = heartbeat.tick() => self.heartbeat().await,
                 _ = heartbeat_now.notified() => self.heartbeat().await,
             }
+        }
+    }
+
+    /// Tells the peers this node is going, so its players leave them now.
+    async fn say_goodbye(&self) {
+        let (node, epoch) = (self.config.node, self.epoch);
+        self.send(&Wire::Bye { node, epoch }).await;
+        // Bounded: with NATS unreachable the peers time the node out.
+        if tokio::time::timeout(GOODBYE_TIMEOUT, self.client.flush())
+            .await
+            .is_err()
+        {
+            debug!("cluster: goodbye not flushed in time");
         }
     }
 
@@ -308,6 +324,9 @@ impl Shell<'_> {
                                 node,
                                 players, "cluster: node restarted; its old players left"
                             );
+                        }
+                        Removal::Left => {
+                            info!(node, players, "cluster: node left; its players left")
                         }
                         Removal::Silent => warn!(
                             node,

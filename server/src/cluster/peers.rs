@@ -11,7 +11,9 @@
 //! * the next batch in order is applied; a later one is held and starts a
 //!   fetch (a gap); an older one is ignored (already in the state);
 //! * a heartbeat ahead of what was applied starts a fetch (missed batches);
-//! * a peer silent for [`NODE_TIMEOUT`] is dropped with its players.
+//! * a peer silent for [`NODE_TIMEOUT`] is dropped with its players, and so
+//!   is one that says goodbye (only its current life: a late goodbye of an
+//!   earlier one is ignored).
 
 use std::collections::HashMap;
 
@@ -53,6 +55,8 @@ pub enum Removal {
     Restarted,
     /// Not heard for [`NODE_TIMEOUT`] (dead, cut off, or NATS is down).
     Silent,
+    /// It said goodbye (a graceful shutdown).
+    Left,
 }
 
 /// What this node knows of one peer.
@@ -121,6 +125,17 @@ impl Peers {
         if node == self.me {
             return actions;
         }
+        if let Wire::Bye { .. } = wire {
+            // Only the life that said goodbye leaves; a newer one stays.
+            if self.by_node.get(&node).is_some_and(|p| p.epoch == epoch) {
+                self.by_node.remove(&node);
+                actions.push(Action::RemoveNode {
+                    node,
+                    why: Removal::Left,
+                });
+            }
+            return actions;
+        }
         let peer = self.heard(node, epoch, now, &mut actions);
         match wire {
             Wire::Hello { .. } => actions.push(Action::HeartbeatNow),
@@ -145,7 +160,7 @@ impl Peers {
                     peer.fetch(node, &mut actions);
                 }
             }
-            Wire::State { .. } => {}
+            Wire::State { .. } | Wire::Bye { .. } => {}
         }
         actions
     }
@@ -525,6 +540,27 @@ mod tests {
             peers.on_wire(heartbeat(EPOCH, 9), back),
             vec![Action::Seen(PEER), fetch(EPOCH)]
         );
+    }
+
+    #[test]
+    fn a_goodbye_removes_the_peer_at_once_but_only_for_its_own_life() {
+        let now = Instant::now();
+        let mut peers = synced_at(5, now);
+        let bye = |epoch| Wire::Bye { node: PEER, epoch };
+        // An earlier life's goodbye does not touch the current one.
+        assert!(peers.on_wire(bye(EPOCH - 1), now).is_empty());
+        assert_eq!(peers.len(), 1);
+        assert_eq!(
+            peers.on_wire(bye(EPOCH), now),
+            vec![Action::RemoveNode {
+                node: PEER,
+                why: Removal::Left
+            }]
+        );
+        assert_eq!(peers.len(), 0);
+        // A goodbye of a peer never heard of creates nothing.
+        assert!(peers.on_wire(bye(EPOCH), now).is_empty());
+        assert!(peers.tick(now + NODE_TIMEOUT).is_empty());
     }
 
     #[test]

@@ -220,19 +220,19 @@ async fn two_worlds_on_one_nats_never_see_each_other() {
     let mut red_watcher = Legacy::connect(red_2.addrs.positions).await;
     red.move_until_seen_by(&mut red_watcher, (6, 6), PATIENCE)
         .await;
-    // Each world holds its own two players and knows only its own peer.
+    // Each world holds its own two players (the watchers' joins may still
+    // be on their way) and knows only its own peer.
     for (name, server, own) in [
         ("red 1", &red_1, 1),
         ("red 2", &red_2, 2),
         ("blue 3", &blue_3, 3),
         ("blue 4", &blue_4, 4),
     ] {
-        assert_eq!(server.shared.world.player_count(), 2, "players on {name}");
-        assert_eq!(
-            server.shared.world.remote_player_count(own),
-            1,
-            "remote players on {name}"
-        );
+        let world = &server.shared.world;
+        eventually(&format!("exactly two players on {name}"), || {
+            world.player_count() == 2 && world.remote_player_count(own) == 1
+        })
+        .await;
     }
     assert_eq!(metric(&red_2, "gameserver_cluster_nodes_seen"), Some(1));
     assert_eq!(metric(&blue_4, "gameserver_cluster_nodes_seen"), Some(1));
@@ -372,6 +372,28 @@ async fn a_node_shut_down_gracefully_has_its_players_leave_at_once_on_the_others
         "the node did not exit on SIGTERM"
     );
     a.stop().await;
+}
+
+#[tokio::test]
+async fn a_node_stops_promptly_while_nats_is_down() {
+    /// The goodbye is bounded by 500 ms; the rest is closing clients.
+    const STOP_BUDGET: Duration = Duration::from_millis(1500);
+    let mut nats = Nats::start();
+    let a = node(&nats, 1).await;
+    let mut player = Legacy::connect(a.addrs.positions).await;
+    let id = player.id;
+    player.send(1, 2).await;
+    player
+        .expect(PATIENCE, "its echo", |r| r.id == id && r.x == 1)
+        .await;
+    nats.kill();
+    // The node has noticed: its heartbeats fail to go out.
+    eventually("the node sees NATS gone", || {
+        metric(&a, "gameserver_cluster_connected") == Some(0)
+    })
+    .await;
+    let took = a.stop().await;
+    assert!(took < STOP_BUDGET, "stopping took {took:?} without NATS");
 }
 
 /// Just enough of the NATS client protocol to play a node by hand.

@@ -161,13 +161,15 @@ impl Cluster {
     /// Tells the peers this node is going, so its players leave them now.
     async fn say_goodbye(&self) {
         let (node, epoch) = (self.config.node, self.epoch);
-        self.send(&Wire::Bye { node, epoch }).await;
+        let goodbye = async {
+            self.send(&Wire::Bye { node, epoch }).await;
+            self.client.flush().await
+        };
         // Bounded: with NATS unreachable the peers time the node out.
-        if tokio::time::timeout(GOODBYE_TIMEOUT, self.client.flush())
-            .await
-            .is_err()
-        {
-            debug!("cluster: goodbye not flushed in time");
+        match tokio::time::timeout(GOODBYE_TIMEOUT, goodbye).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => debug!(cause = %err, "cluster: goodbye not flushed"),
+            Err(_) => debug!("cluster: goodbye not flushed within {GOODBYE_TIMEOUT:?}"),
         }
     }
 

@@ -1,243 +1,33 @@
 //! Several nodes sharing one world over a real `nats-server` (started by each
-//! test on a free loopback port), with real clients on real sockets.
+//! test on a loopback port of its choice), with real clients on real sockets.
 
+mod cluster_support;
 mod common;
 
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use cluster_support::{Legacy, Nats, NodeProcess};
 use common::*;
-use shared::legacy::PositionRecord;
 use shared::native::{ClientMessage, ServerMessage};
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 
 /// Players of a killed node must be gone from the others within this.
 const NODE_LOSS_BUDGET: Duration = Duration::from_secs(5);
 /// After NATS comes back, the nodes must agree again within this.
 const RECOVERY_BUDGET: Duration = Duration::from_secs(10);
 
-/// A `nats-server` child process on a loopback port; killed on drop.
-struct Nats {
-    port: u16,
-    child: Child,
-}
-
-impl Nats {
-    fn start() -> Nats {
-        let port = free_port();
-        Nats::start_on(port)
-    }
-
-    fn start_on(port: u16) -> Nats {
-        let child = match Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-        {
-            Ok(child) => child,
-            Err(err) => panic!(
-                "cannot start nats-server ({err}); install it (Debian: apt-get install nats-server; .ci/run does)"
-            ),
-        };
-        let nats = Nats { port, child };
-        let deadline = std::time::Instant::now() + PATIENCE;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "nats-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        nats
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn node(nats: &Nats, id: u16) -> TestServer {
+    node_in(nats, id, "gameworld").await
+}
+
+async fn node_in(nats: &Nats, id: u16, world: &str) -> TestServer {
     let url = nats.url();
+    let world = world.to_owned();
     TestServer::with(move |c| {
         c.cluster = Some(url);
         c.node_id = id;
+        c.world = world;
     })
     .await
-}
-
-/// The real binary as a cluster node, so it can be SIGKILLed.
-struct NodeProcess {
-    child: Child,
-    positions: SocketAddr,
-}
-
-impl NodeProcess {
-    fn start(nats: &Nats, id: u16) -> NodeProcess {
-        let positions = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_server"))
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--game-port",
-                "0",
-                "--test-port",
-                "0",
-            ])
-            .args([
-                "--math-port",
-                "0",
-                "--positions-port",
-                &positions.to_string(),
-            ])
-            .args(["--cluster", &nats.url(), "--node-id", &id.to_string()])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the server binary");
-        NodeProcess {
-            child,
-            positions: SocketAddr::from(([127, 0, 0, 1], positions)),
-        }
-    }
-
-    async fn connect_legacy(&self) -> Legacy {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            if TcpStream::connect(self.positions).await.is_ok() {
-                return Legacy::connect(self.positions).await;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "node never listened"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill(); // SIGKILL: no goodbye of any kind
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// A legacy positions client that reads records cancel-safely (bytes read
-/// stay buffered), so waits can be bounded by any budget.
-struct Legacy {
-    stream: TcpStream,
-    buf: BytesMut,
-    id: i32,
-}
-
-impl Legacy {
-    async fn connect(addr: SocketAddr) -> Legacy {
-        let (stream, id) = connect_legacy(addr).await;
-        Legacy {
-            stream,
-            buf: BytesMut::new(),
-            id,
-        }
-    }
-
-    async fn send(&mut self, x: i16, y: i16) {
-        send_position(&mut self.stream, x, y).await;
-    }
-
-    /// The first record within `budget` that `wanted` accepts.
-    async fn record_within(
-        &mut self,
-        budget: Duration,
-        mut wanted: impl FnMut(&PositionRecord) -> bool,
-    ) -> Option<PositionRecord> {
-        let deadline = tokio::time::Instant::now() + budget;
-        loop {
-            while self.buf.len() >= PositionRecord::SIZE {
-                let bytes = self.buf.split_to(PositionRecord::SIZE);
-                let record = PositionRecord {
-                    id: i32::from_le_bytes(bytes[..4].try_into().unwrap()),
-                    x: i16::from_le_bytes(bytes[4..6].try_into().unwrap()),
-                    y: i16::from_le_bytes(bytes[6..].try_into().unwrap()),
-                };
-                if wanted(&record) {
-                    return Some(record);
-                }
-            }
-            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
-                Err(_) => return None,
-                Ok(Ok(0)) => panic!("player {} was disconnected", self.id),
-                Ok(Ok(_)) => {}
-                Ok(Err(err)) => panic!("read: {err}"),
-            }
-        }
-    }
-
-    async fn expect(
-        &mut self,
-        budget: Duration,
-        what: &str,
-        wanted: impl FnMut(&PositionRecord) -> bool,
-    ) -> PositionRecord {
-        self.record_within(budget, wanted)
-            .await
-            .unwrap_or_else(|| panic!("player {} never got {what} within {budget:?}", self.id))
-    }
-
-    /// Moves to (x, y) until `watcher` sees it there (the first moves may go
-    /// out before the nodes have found each other).
-    async fn move_until_seen_by(
-        &mut self,
-        watcher: &mut Legacy,
-        (x, y): (i16, i16),
-        budget: Duration,
-    ) {
-        let deadline = tokio::time::Instant::now() + budget;
-        let id = self.id;
-        loop {
-            self.send(x, y).await;
-            let seen = watcher
-                .record_within(Duration::from_millis(300), |r| {
-                    r.id == id && (r.x, r.y) == (x, y)
-                })
-                .await;
-            if seen.is_some() {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "player {id} at ({x}, {y}) never reached player {}",
-                watcher.id
-            );
-        }
-    }
 }
 
 #[tokio::test]
@@ -312,9 +102,9 @@ async fn a_native_client_on_one_node_sees_a_legacy_player_on_another() {
 async fn a_killed_node_s_players_leave_within_five_seconds() {
     let nats = Nats::start();
     let a = node(&nats, 1).await;
-    let mut doomed = NodeProcess::start(&nats, 2);
+    let mut doomed = NodeProcess::start(&nats.url(), 2, "gameworld").await;
     let mut on_a = Legacy::connect(a.addrs.positions).await;
-    let mut victim = doomed.connect_legacy().await;
+    let mut victim = Legacy::connect(doomed.positions()).await;
     let victim_id = victim.id;
     assert_eq!(victim_id >> 24, 2);
     victim.move_until_seen_by(&mut on_a, (7, 7), PATIENCE).await;
@@ -345,8 +135,8 @@ async fn a_rejoining_node_gets_the_world_and_is_seen_again() {
     on_a.expect(PATIENCE, "its echo", |r| r.id == id_a && r.x == 3)
         .await;
 
-    let mut first = NodeProcess::start(&nats, 2);
-    let mut old = first.connect_legacy().await;
+    let mut first = NodeProcess::start(&nats.url(), 2, "gameworld").await;
+    let mut old = Legacy::connect(first.positions()).await;
     old.move_until_seen_by(&mut on_a, (1, 1), PATIENCE).await;
     let old_id = old.id;
     first.kill();
@@ -357,8 +147,8 @@ async fn a_rejoining_node_gets_the_world_and_is_seen_again() {
 
     // The node comes back (a new life): its first client's snapshot already
     // holds node 1's player, and node 1 sees the newcomer.
-    let second = NodeProcess::start(&nats, 2);
-    let mut new = second.connect_legacy().await;
+    let second = NodeProcess::start(&nats.url(), 2, "gameworld").await;
+    let mut new = Legacy::connect(second.positions()).await;
     let snapshot = new
         .expect(PATIENCE, "node 1's player", |r| r.id == id_a)
         .await;
@@ -395,7 +185,7 @@ async fn nodes_keep_serving_through_a_nats_outage_and_resynchronise_after() {
     })
     .await;
 
-    let _nats = Nats::start_on(port);
+    let _nats = Nats::start_on(Some(port));
     let back = std::time::Instant::now();
     // The move made during the outage reaches node 2 without being resent.
     let seen = on_b
@@ -410,4 +200,281 @@ async fn nodes_keep_serving_through_a_nats_outage_and_resynchronise_after() {
         .await;
     a.stop().await;
     b.stop().await;
+}
+
+#[tokio::test]
+async fn two_worlds_on_one_nats_never_see_each_other() {
+    let nats = Nats::start();
+    let red_1 = node_in(&nats, 1, "red").await;
+    let red_2 = node_in(&nats, 2, "red").await;
+    let blue_3 = node_in(&nats, 3, "blue").await;
+    let blue_4 = node_in(&nats, 4, "blue").await;
+    // Blue's traffic flows on this NATS: a blue player reaches the other
+    // blue node...
+    let mut blue = Legacy::connect(blue_3.addrs.positions).await;
+    let mut blue_watcher = Legacy::connect(blue_4.addrs.positions).await;
+    blue.move_until_seen_by(&mut blue_watcher, (5, 5), PATIENCE)
+        .await;
+    // ...and red's too, after it.
+    let mut red = Legacy::connect(red_1.addrs.positions).await;
+    let mut red_watcher = Legacy::connect(red_2.addrs.positions).await;
+    red.move_until_seen_by(&mut red_watcher, (6, 6), PATIENCE)
+        .await;
+    // Each world holds its own two players (the watchers' joins may still
+    // be on their way) and knows only its own peer.
+    for (name, server, own) in [
+        ("red 1", &red_1, 1),
+        ("red 2", &red_2, 2),
+        ("blue 3", &blue_3, 3),
+        ("blue 4", &blue_4, 4),
+    ] {
+        let world = &server.shared.world;
+        eventually(&format!("exactly two players on {name}"), || {
+            world.player_count() == 2 && world.remote_player_count(own) == 1
+        })
+        .await;
+    }
+    assert_eq!(metric(&red_2, "gameserver_cluster_nodes_seen"), Some(1));
+    assert_eq!(metric(&blue_4, "gameserver_cluster_nodes_seen"), Some(1));
+    // The red watcher never heard of the blue player: its next record is
+    // red's sentinel move (one publisher, so NATS keeps the order).
+    red.send(SENTINEL.0, SENTINEL.1).await;
+    let blue_id = blue.id;
+    let next = red_watcher
+        .expect(PATIENCE, "red's sentinel", |r| {
+            r.id == blue_id || (r.x, r.y) == SENTINEL
+        })
+        .await;
+    assert_eq!(next.id, red.id, "a blue player reached the red world");
+    for server in [red_1, red_2, blue_3, blue_4] {
+        server.stop().await;
+    }
+}
+
+/// A series of the server's Prometheus text, if present.
+fn metric(server: &TestServer, name: &str) -> Option<i64> {
+    server.shared.metrics.render().lines().find_map(|line| {
+        line.strip_prefix(name)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+#[tokio::test]
+async fn a_sequence_gap_fetches_the_peer_s_state_while_nats_stays_up() {
+    use server::cluster::Wire;
+    use server::world::Event;
+    use shared::legacy::Position;
+    use shared::native::{PlayerInfo, PlayerKind, PlayerState};
+
+    const PEER: u16 = 9;
+    const EPOCH: u64 = 4242;
+    let nats = Nats::start();
+    let a = node_in(&nats, 1, "gap").await;
+    // A listening client: node 1 is subscribed once it serves.
+    let mut watcher = Legacy::connect(a.addrs.positions).await;
+    // Node 9 is this test, speaking the cluster's messages on real NATS.
+    let mut peer = RawNats::connect(nats.port).await;
+    peer.subscribe("gap.sync.9").await;
+    let info = |n: i32, name: &str| PlayerInfo {
+        id: (i32::from(PEER) << 24) | n,
+        name: name.into(),
+        kind: PlayerKind::Legacy,
+    };
+    let (first, second) = (info(1, "first"), info(2, "second"));
+    let batch = |seq, events| Wire::Events {
+        node: PEER,
+        epoch: EPOCH,
+        seq,
+        events,
+    };
+    peer.publish(
+        "gap.bus",
+        &batch(
+            1,
+            vec![
+                Event::Joined(first.clone()),
+                Event::Moved(first.id, Position::new(1, 1)),
+            ],
+        ),
+    )
+    .await;
+    watcher
+        .expect(PATIENCE, "batch 1 applied", |r| {
+            r.id == first.id && (r.x, r.y) == (1, 1)
+        })
+        .await;
+    // Batch 2 (the second player's arrival) is lost; batch 3 comes.
+    peer.publish(
+        "gap.bus",
+        &batch(3, vec![Event::Moved(first.id, Position::new(3, 3))]),
+    )
+    .await;
+    // Node 1 asks for the state instead of applying 3 over the hole.
+    let reply = peer.request_on("gap.sync.9").await;
+    let state = Wire::State {
+        node: PEER,
+        epoch: EPOCH,
+        seq: 2,
+        players: vec![
+            PlayerState {
+                info: first.clone(),
+                position: Some(Position::new(1, 1)),
+            },
+            PlayerState {
+                info: second.clone(),
+                position: Some(Position::new(2, 2)),
+            },
+        ],
+    };
+    peer.publish(&reply, &state).await;
+    // The state brings the second player; batch 3, held, follows it.
+    let mut seen = std::collections::HashMap::new();
+    while seen.get(&second.id) != Some(&(2, 2)) || seen.get(&first.id) != Some(&(3, 3)) {
+        let record = watcher
+            .next_within(PATIENCE)
+            .await
+            .unwrap_or_else(|| panic!("after the state, only saw {seen:?}"));
+        seen.insert(record.id, (record.x, record.y));
+    }
+    assert_eq!(metric(&a, "gameserver_cluster_resyncs_total"), Some(1));
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn a_node_shut_down_gracefully_has_its_players_leave_at_once_on_the_others() {
+    /// Well under the 2.5 s after which a silent node counts as dead.
+    const GOODBYE_BUDGET: Duration = Duration::from_secs(1);
+    let nats = Nats::start();
+    let a = node(&nats, 1).await;
+    let mut leaving = NodeProcess::start(&nats.url(), 2, "gameworld").await;
+    let mut on_a = Legacy::connect(a.addrs.positions).await;
+    let mut player = Legacy::connect(leaving.positions()).await;
+    player.move_until_seen_by(&mut on_a, (4, 4), PATIENCE).await;
+    let id = player.id;
+    let asked = std::time::Instant::now();
+    leaving.terminate();
+    on_a.expect(PATIENCE, "the leave of the stopped node's player", |r| {
+        r.id == id && r.is_leave()
+    })
+    .await;
+    let after = asked.elapsed();
+    eprintln!("leave seen {after:?} after SIGTERM");
+    assert!(
+        after < GOODBYE_BUDGET,
+        "the leave took {after:?}: the peer waited for the node to fall silent"
+    );
+    assert_eq!(a.shared.world.player_count(), 1, "only the local player");
+    assert!(
+        leaving.wait_exit(PATIENCE),
+        "the node did not exit on SIGTERM"
+    );
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn a_node_stops_promptly_while_nats_is_down() {
+    /// The goodbye is bounded by 500 ms; the rest is closing clients.
+    const STOP_BUDGET: Duration = Duration::from_millis(1500);
+    let mut nats = Nats::start();
+    let a = node(&nats, 1).await;
+    let mut player = Legacy::connect(a.addrs.positions).await;
+    let id = player.id;
+    player.send(1, 2).await;
+    player
+        .expect(PATIENCE, "its echo", |r| r.id == id && r.x == 1)
+        .await;
+    nats.kill();
+    // The node has noticed: its heartbeats fail to go out.
+    eventually("the node sees NATS gone", || {
+        metric(&a, "gameserver_cluster_connected") == Some(0)
+    })
+    .await;
+    let took = a.stop().await;
+    assert!(took < STOP_BUDGET, "stopping took {took:?} without NATS");
+}
+
+/// Just enough of the NATS client protocol to play a node by hand.
+struct RawNats {
+    reader: tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+    sids: u32,
+}
+
+impl RawNats {
+    async fn connect(port: u16) -> RawNats {
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect to NATS");
+        let (reader, writer) = stream.into_split();
+        let mut nats = RawNats {
+            reader: tokio::io::BufReader::new(reader),
+            writer,
+            sids: 0,
+        };
+        let info = nats.line().await;
+        assert!(info.starts_with("INFO"), "NATS greets with INFO: {info}");
+        nats.write(b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\n")
+            .await;
+        nats
+    }
+
+    async fn write(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        self.writer.write_all(bytes).await.expect("write to NATS");
+    }
+
+    async fn line(&mut self) -> String {
+        use tokio::io::AsyncBufReadExt;
+        let mut line = String::new();
+        tokio::time::timeout(PATIENCE, self.reader.read_line(&mut line))
+            .await
+            .expect("NATS said something in time")
+            .expect("read from NATS");
+        line.trim_end().to_owned()
+    }
+
+    /// Subscribes and waits for NATS to have it (a PING's PONG).
+    async fn subscribe(&mut self, subject: &str) {
+        self.sids += 1;
+        let sub = format!("SUB {subject} {}\r\nPING\r\n", self.sids);
+        self.write(sub.as_bytes()).await;
+        while self.line().await != "PONG" {}
+    }
+
+    async fn publish(&mut self, subject: &str, wire: &server::cluster::Wire) {
+        let payload = wire.to_bytes();
+        let head = format!("PUB {subject} {}\r\n", payload.len());
+        self.write(head.as_bytes()).await;
+        self.write(&payload).await;
+        self.write(b"\r\n").await;
+    }
+
+    /// Waits for a request on `subject`; returns its reply subject.
+    async fn request_on(&mut self, subject: &str) -> String {
+        use tokio::io::AsyncReadExt;
+        loop {
+            let line = self.line().await;
+            if line == "PING" {
+                self.write(b"PONG\r\n").await;
+                continue;
+            }
+            let words: Vec<&str> = line.split_whitespace().collect();
+            // MSG <subject> <sid> [reply-to] <#bytes>
+            if words.first() != Some(&"MSG") {
+                continue;
+            }
+            let len: usize = words.last().unwrap().parse().expect("a payload length");
+            let mut payload = vec![0; len + 2];
+            self.reader
+                .read_exact(&mut payload)
+                .await
+                .expect("the payload");
+            if words[1] == subject && words.len() == 5 {
+                return words[3].to_owned();
+            }
+        }
+    }
 }

@@ -6,7 +6,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{ClusterConfig, ClusterMetrics};
+use super::{ClusterConfig, ClusterError, ClusterMetrics};
 use crate::world::World;
 
 /// No cluster can exist in this build.
@@ -17,11 +17,8 @@ impl Cluster {
     pub async fn connect(
         config: ClusterConfig,
         _metrics: ClusterMetrics,
-    ) -> Result<Cluster, String> {
-        Err(format!(
-            "cannot join the cluster at {}: this build has no cluster support (cargo feature `cluster`)",
-            config.url
-        ))
+    ) -> Result<Cluster, ClusterError> {
+        Err(ClusterError::NotBuilt { url: config.url })
     }
 
     pub fn spawn(

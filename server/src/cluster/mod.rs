@@ -10,7 +10,9 @@
 //! connection (so NATS keeps their order):
 //! * `Events` — its own events of one broadcast, numbered by `seq`;
 //! * `Heartbeat` — every [`HEARTBEAT_INTERVAL`], with its last `seq`;
-//! * `Hello` — once at start, so the others answer with a heartbeat at once.
+//! * `Hello` — once at start, so the others answer with a heartbeat at once;
+//! * `Bye` — once at a graceful shutdown, so the others drop its players at
+//!   once instead of after [`NODE_TIMEOUT`].
 //!
 //! A node that hears of a peer it has not synchronised with (new, restarted
 //! with a new `epoch`, or with a gap in `seq`) asks it for its players with a
@@ -28,6 +30,8 @@
 mod disabled;
 #[cfg(feature = "cluster")]
 mod node;
+#[cfg(feature = "cluster")]
+mod peers;
 #[cfg(feature = "cluster")]
 mod protocol;
 
@@ -55,12 +59,30 @@ pub const OUTBOX_BATCHES: usize = 1024;
 /// Batches of one peer kept while its state is being fetched; past that,
 /// they are dropped and the state is fetched again.
 pub const MAX_HELD_BATCHES: usize = 4096;
+/// Longest a stopping node waits for its goodbye to reach NATS.
+pub const GOODBYE_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long a state request may take.
 pub const SYNC_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest a starting node waits for the others' worlds before serving.
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// Highest node id: ids are `node << 24 | n`, and must stay positive.
 pub const MAX_NODE_ID: NodeId = 127;
+
+/// Why a node cannot join its cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[cfg(feature = "cluster")]
+    #[error("cannot use NATS at {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    #[error(
+        "cannot join the cluster at {url}: this build has no cluster support (cargo feature `cluster`)"
+    )]
+    NotBuilt { url: String },
+}
 
 /// Where and who this node is in the cluster.
 #[derive(Debug, Clone)]

@@ -1,6 +1,5 @@
 //! The NATS side of a node: publishing, listening, answering state requests.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -14,9 +13,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use super::peers::{Action, Peers, Removal};
 use super::protocol::Wire;
 use super::{
-    ClusterConfig, ClusterMetrics, HEARTBEAT_INTERVAL, JOIN_TIMEOUT, MAX_HELD_BATCHES,
+    ClusterConfig, ClusterError, ClusterMetrics, GOODBYE_TIMEOUT, HEARTBEAT_INTERVAL, JOIN_TIMEOUT,
     NODE_TIMEOUT, OUTBOX_BATCHES, SYNC_TIMEOUT,
 };
 use crate::world::{Event, NodeId, World};
@@ -48,7 +48,7 @@ impl Cluster {
     pub async fn connect(
         config: ClusterConfig,
         metrics: ClusterMetrics,
-    ) -> Result<Cluster, String> {
+    ) -> Result<Cluster, ClusterError> {
         let connected = metrics.connected.clone();
         let url = config.url.clone();
         let client = async_nats::ConnectOptions::new()
@@ -77,7 +77,10 @@ impl Cluster {
             })
             .connect(config.url.as_str())
             .await
-            .map_err(|err| format!("cannot use NATS at {}: {err}", config.url))?;
+            .map_err(|source| ClusterError::Connect {
+                url: config.url.clone(),
+                source,
+            })?;
         Ok(Cluster {
             config,
             client,
@@ -116,7 +119,7 @@ impl Cluster {
         tracker.spawn(
             Arc::clone(&cluster).answer_state_requests(Arc::clone(&world), shutdown.clone()),
         );
-        tracker.spawn(cluster.listen(world, heartbeat_now, ready_tx, shutdown));
+        tracker.spawn(cluster.listen(world, heartbeat_now, ready_tx, tracker.clone(), shutdown));
         ready
     }
 
@@ -134,7 +137,10 @@ impl Cluster {
         let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);
         loop {
             tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => {
+                    self.say_goodbye().await;
+                    return;
+                }
                 batch = outbox.recv() => {
                     let Some(events) = batch else { return };
                     if overflowed.swap(false, Ordering::Relaxed) {
@@ -149,6 +155,21 @@ impl Cluster {
                 _ = heartbeat.tick() => self.heartbeat().await,
                 _ = heartbeat_now.notified() => self.heartbeat().await,
             }
+        }
+    }
+
+    /// Tells the peers this node is going, so its players leave them now.
+    async fn say_goodbye(&self) {
+        let (node, epoch) = (self.config.node, self.epoch);
+        let goodbye = async {
+            self.send(&Wire::Bye { node, epoch }).await;
+            self.client.flush().await
+        };
+        // Bounded: with NATS unreachable the peers time the node out.
+        match tokio::time::timeout(GOODBYE_TIMEOUT, goodbye).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => debug!(cause = %err, "cluster: goodbye not flushed"),
+            Err(_) => debug!("cluster: goodbye not flushed within {GOODBYE_TIMEOUT:?}"),
         }
     }
 
@@ -204,13 +225,14 @@ impl Cluster {
         }
     }
 
-    /// Follows the bus: applies peers' batches in order, fetches a peer's
-    /// state when out of step, drops silent peers.
+    /// Follows the bus: feeds what arrives to the peers' state machine
+    /// and does what it asks (apply, reconcile, remove, fetch).
     async fn listen(
         self: Arc<Self>,
         world: Arc<World>,
         heartbeat_now: Arc<Notify>,
         ready: watch::Sender<bool>,
+        tracker: TaskTracker,
         shutdown: CancellationToken,
     ) {
         let bus = self.config.bus();
@@ -227,7 +249,15 @@ impl Cluster {
             }
         };
         let (synced_tx, mut synced) = mpsc::channel::<Synced>(64);
-        let mut peers = Peers::default();
+        let shell = Shell {
+            cluster: &self,
+            world: &world,
+            heartbeat_now: &heartbeat_now,
+            synced: &synced_tx,
+            tracker: &tracker,
+            shutdown: &shutdown,
+        };
+        let mut peers = Peers::new(self.config.node);
         let started = Instant::now();
         let mut check = tokio::time::interval(HEARTBEAT_INTERVAL / 2);
         loop {
@@ -236,16 +266,21 @@ impl Cluster {
                 message = messages.next() => {
                     let Some(message) = message else { return };
                     match Wire::from_bytes(&message.payload) {
-                        Ok(wire) => self.on_wire(wire, &world, &mut peers, &heartbeat_now, &synced_tx),
+                        Ok(wire) => {
+                            if let Wire::Events { node, events, .. } = &wire
+                                && *node != self.config.node
+                            {
+                                self.metrics.events_received.inc_by(events.len() as u64);
+                            }
+                            shell.run(peers.on_wire(wire, Instant::now()));
+                        }
                         Err(err) => warn!(cause = %err, "cluster: undecodable message on the bus"),
                     }
                 }
-                Some(done) = synced.recv() => self.on_synced(done, &world, &mut peers, &synced_tx),
+                Some(done) = synced.recv() => shell.run(peers.synced(done.node, done.epoch, done.state)),
                 _ = check.tick() => {
-                    for (node, count) in peers.drop_silent(&world) {
-                        warn!(node, players = count, "cluster: node lost (silent for {NODE_TIMEOUT:?}); its players left");
-                    }
-                    self.metrics.nodes_seen.set(peers.by_node.len() as i64);
+                    shell.run(peers.tick(Instant::now()));
+                    self.metrics.nodes_seen.set(peers.len() as i64);
                     self.metrics
                         .remote_players
                         .set(world.remote_player_count(self.config.node) as i64);
@@ -261,219 +296,95 @@ impl Cluster {
             }
         }
     }
+}
 
-    fn on_wire(
-        &self,
-        wire: Wire,
-        world: &World,
-        peers: &mut Peers,
-        heartbeat_now: &Notify,
-        synced: &mpsc::Sender<Synced>,
-    ) {
-        let (node, epoch) = wire.origin();
-        if node == self.config.node {
-            return;
-        }
-        let peer = peers.heard(node, epoch, world);
-        match wire {
-            Wire::Hello { .. } => heartbeat_now.notify_one(),
-            Wire::Heartbeat { seq, .. } if peer.fetching.is_none() => {
-                if peer.applied < seq {
-                    // Missed batches (or never synchronised): fetch.
-                    self.fetch_state(node, epoch, peer, synced);
-                } else if peer.applied == seq {
-                    peer.synced = true;
+/// The I/O side of the peers' state machine: does its actions.
+struct Shell<'a> {
+    cluster: &'a Cluster,
+    world: &'a World,
+    heartbeat_now: &'a Notify,
+    synced: &'a mpsc::Sender<Synced>,
+    tracker: &'a TaskTracker,
+    shutdown: &'a CancellationToken,
+}
+
+impl Shell<'_> {
+    fn run(&self, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Seen(node) => info!(node, "cluster: node seen"),
+                Action::Apply(events) => self.world.apply_remote(&events),
+                Action::Reconcile { node, players } => self.world.reconcile_node(node, &players),
+                Action::Synchronised { node, players } => {
+                    info!(node, players, "cluster: synchronised with node");
+                }
+                Action::RemoveNode { node, why } => {
+                    let players = self.world.remove_node(node);
+                    match why {
+                        Removal::Restarted => {
+                            info!(
+                                node,
+                                players, "cluster: node restarted; its old players left"
+                            );
+                        }
+                        Removal::Left => {
+                            info!(node, players, "cluster: node left; its players left")
+                        }
+                        Removal::Silent => warn!(
+                            node,
+                            players,
+                            "cluster: node lost (silent for {NODE_TIMEOUT:?}); its players left"
+                        ),
+                    }
+                }
+                Action::Fetch { node, epoch } => self.fetch_state(node, epoch),
+                Action::HeartbeatNow => self.heartbeat_now.notify_one(),
+                Action::FetchFailed { node, cause } => {
+                    warn!(node, %cause, "cluster: state request failed; retrying on its next heartbeat");
                 }
             }
-            Wire::Heartbeat { .. } => {}
-            Wire::Events { seq, events, .. } => {
-                self.metrics.events_received.inc_by(events.len() as u64);
-                if peer.fetching.is_some() {
-                    peer.hold(seq, events);
-                } else if seq == peer.applied + 1 {
-                    world.apply_remote(&events);
-                    peer.applied = seq;
-                    peer.synced = true;
-                } else if seq > peer.applied {
-                    peer.hold(seq, events);
-                    self.fetch_state(node, epoch, peer, synced);
-                }
-            }
-            Wire::State { .. } => {}
         }
     }
 
-    /// Asks `node` for its players in the background.
-    fn fetch_state(
-        &self,
-        node: NodeId,
-        epoch: u64,
-        peer: &mut Peer,
-        synced: &mpsc::Sender<Synced>,
-    ) {
-        peer.fetching = Some(epoch);
-        self.metrics.resyncs.inc();
-        let client = self.client.clone();
-        let subject = self.config.sync_subject(node);
-        let synced = synced.clone();
-        let asker = self.config.node;
-        tokio::spawn(async move {
-            let answer = tokio::time::timeout(
-                SYNC_TIMEOUT,
-                client.request(subject, Bytes::from(asker.to_le_bytes().to_vec())),
-            )
-            .await;
+    /// Asks `node` for its players in the background; the answer comes back
+    /// on `synced`.
+    fn fetch_state(&self, node: NodeId, epoch: u64) {
+        self.cluster.metrics.resyncs.inc();
+        let client = self.cluster.client.clone();
+        let subject = self.cluster.config.sync_subject(node);
+        let synced = self.synced.clone();
+        let asker = self.cluster.config.node;
+        let shutdown = self.shutdown.clone();
+        self.tracker.spawn(async move {
+            let request = client.request(subject, Bytes::from(asker.to_le_bytes().to_vec()));
+            let answer = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                answer = tokio::time::timeout(SYNC_TIMEOUT, request) => answer,
+            };
             let state = match answer {
-                Ok(Ok(message)) => Wire::from_bytes(&message.payload).map_err(|e| e.to_string()),
-                Ok(Err(err)) => Err(err.to_string()),
-                Err(_) => Err(format!("no answer within {SYNC_TIMEOUT:?}")),
+                Ok(Ok(message)) => Wire::from_bytes(&message.payload).map_err(SyncError::from),
+                Ok(Err(err)) => Err(SyncError::from(err)),
+                Err(_) => Err(SyncError::Timeout(SYNC_TIMEOUT)),
             };
             let _ = synced.send(Synced { node, epoch, state }).await;
         });
     }
+}
 
-    fn on_synced(
-        &self,
-        done: Synced,
-        world: &World,
-        peers: &mut Peers,
-        synced: &mpsc::Sender<Synced>,
-    ) {
-        let Some(peer) = peers.by_node.get_mut(&done.node) else {
-            return; // dropped meanwhile
-        };
-        if peer.fetching != Some(done.epoch) || peer.epoch != done.epoch {
-            return; // an answer from before a restart
-        }
-        peer.fetching = None;
-        match done.state {
-            Ok(Wire::State {
-                epoch,
-                seq,
-                players,
-                ..
-            }) if epoch == peer.epoch => {
-                world.reconcile_node(done.node, &players);
-                peer.applied = seq;
-                peer.synced = true;
-                let held = std::mem::take(&mut peer.held);
-                let mut gap = false;
-                for (seq, events) in held {
-                    if seq == peer.applied + 1 {
-                        world.apply_remote(&events);
-                        peer.applied = seq;
-                    } else if seq > peer.applied {
-                        gap = true;
-                    }
-                }
-                info!(
-                    node = done.node,
-                    players = players.len(),
-                    "cluster: synchronised with node"
-                );
-                if gap {
-                    self.fetch_state(done.node, done.epoch, peer, synced);
-                }
-            }
-            Ok(_) => debug!(node = done.node, "cluster: stale state answer"),
-            Err(err) => {
-                peer.held.clear();
-                warn!(node = done.node, cause = %err, "cluster: state request failed; retrying on its next heartbeat");
-            }
-        }
-    }
+/// Why a state request brought no state.
+#[derive(Debug, thiserror::Error)]
+enum SyncError {
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error(transparent)]
+    Request(#[from] async_nats::RequestError),
+    #[error("undecodable answer: {0}")]
+    Decode(#[from] bincode::error::DecodeError),
 }
 
 /// A state request's outcome, back on the listener's task.
 struct Synced {
     node: NodeId,
     epoch: u64,
-    state: Result<Wire, String>,
-}
-
-/// What this node knows of one peer.
-#[derive(Debug)]
-struct Peer {
-    epoch: u64,
-    /// The last batch applied, in the peer's numbering.
-    applied: u64,
-    last_heard: Instant,
-    synced: bool,
-    /// The epoch whose state is being fetched.
-    fetching: Option<u64>,
-    /// Batches that arrived while fetching, in order.
-    held: Vec<(u64, Vec<Event>)>,
-}
-
-impl Peer {
-    fn hold(&mut self, seq: u64, events: Vec<Event>) {
-        if self.held.len() >= MAX_HELD_BATCHES {
-            // Bounded: the next state fetched covers what is dropped.
-            self.held.clear();
-        }
-        self.held.push((seq, events));
-    }
-}
-
-#[derive(Debug, Default)]
-struct Peers {
-    by_node: HashMap<NodeId, Peer>,
-}
-
-impl Peers {
-    /// The peer `node` was just heard from; a new epoch means it restarted,
-    /// so its old players leave first.
-    fn heard(&mut self, node: NodeId, epoch: u64, world: &World) -> &mut Peer {
-        let fresh = Peer {
-            epoch,
-            applied: 0,
-            last_heard: Instant::now(),
-            synced: false,
-            fetching: None,
-            held: Vec::new(),
-        };
-        let peer = self.by_node.entry(node).or_insert_with(|| {
-            info!(node, "cluster: node seen");
-            fresh
-        });
-        if peer.epoch != epoch {
-            let gone = world.remove_node(node);
-            info!(
-                node,
-                players = gone,
-                "cluster: node restarted; its old players left"
-            );
-            *peer = Peer {
-                epoch,
-                applied: 0,
-                last_heard: Instant::now(),
-                synced: false,
-                fetching: None,
-                held: Vec::new(),
-            };
-        }
-        peer.last_heard = Instant::now();
-        peer
-    }
-
-    /// Forgets peers silent for [`NODE_TIMEOUT`], removing their players.
-    fn drop_silent(&mut self, world: &World) -> Vec<(NodeId, usize)> {
-        let silent: Vec<NodeId> = self
-            .by_node
-            .iter()
-            .filter(|(_, peer)| peer.last_heard.elapsed() >= NODE_TIMEOUT)
-            .map(|(&node, _)| node)
-            .collect();
-        silent
-            .into_iter()
-            .map(|node| {
-                self.by_node.remove(&node);
-                (node, world.remove_node(node))
-            })
-            .collect()
-    }
-
-    fn all_synced(&self) -> bool {
-        self.by_node.values().all(|peer| peer.synced)
-    }
+    state: Result<Wire, SyncError>,
 }

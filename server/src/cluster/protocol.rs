@@ -33,12 +33,16 @@ pub enum Wire {
         seq: u64,
         players: Vec<PlayerState>,
     },
+    /// The node is shutting down: its players leave now, not after
+    /// [`super::NODE_TIMEOUT`].
+    Bye { node: NodeId, epoch: u64 },
 }
 
 impl Wire {
     pub fn origin(&self) -> (NodeId, u64) {
         match *self {
             Wire::Hello { node, epoch }
+            | Wire::Bye { node, epoch }
             | Wire::Heartbeat { node, epoch, .. }
             | Wire::Events { node, epoch, .. }
             | Wire::State { node, epoch, .. } => (node, epoch),

@@ -97,7 +97,12 @@ async fn connections_over_the_limits_are_refused() {
 
 #[tokio::test]
 async fn slow_consumer_is_dropped_after_the_write_timeout_and_others_keep_up() {
-    let server = TestServer::with(|c| c.write_timeout_ms = 500).await;
+    // No move-rate cap: the mover's bursts are what fills the stuck socket.
+    let server = TestServer::with(|c| {
+        c.write_timeout_ms = 500;
+        c.max_moves_per_second = 0;
+    })
+    .await;
     let stuck = TcpStream::connect(server.addrs.positions).await.unwrap();
     // Shrink what the stuck client can absorb so the server's writes block soon.
     let stuck = {

@@ -255,7 +255,12 @@ async fn over_the_cap_an_http_client_is_answered_503_and_closed() {
 
 #[tokio::test]
 async fn a_viewer_that_stops_reading_is_coalesced_and_never_slows_players() {
-    let server = TestServer::with(with_web).await;
+    // No move-rate cap: the mover's bursts are what fills the stuck viewer.
+    let server = TestServer::with(|c| {
+        with_web(c);
+        c.max_moves_per_second = 0;
+    })
+    .await;
     // A viewer that reads its snapshot and then nothing.
     let mut stuck = open_viewer(web_addr(&server)).await;
     let _ = stuck.next().await;

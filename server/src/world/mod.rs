@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use grid::{CELL_SIZE, Cell, CellMap, MAX_VIEW_CELLS, Region};
 pub use move_rate::{DEFAULT_MAX_MOVES_PER_SECOND, MOVE_BURST, MoveRate};
-pub use pacing::{MAX_BROADCAST_INTERVAL, Pacer};
+pub use pacing::{MAX_BROADCAST_WAIT, Pacer};
 pub use state::{Crossing, Event, LOG_COMPACT_MIN, MAX_MOVES_PER_BROADCAST, Player, State};
 
 use crate::fanout::{self, Fanout, Outgoing, SubscriberKey, Taken, WireFormat};
@@ -248,6 +248,7 @@ impl World {
         if was_ready || !inner.ready_for_more() {
             return;
         }
+        inner.pacer.drained(Instant::now());
         if self.eager.load(Ordering::Relaxed) && inner.state.has_news() && inner.spaced() {
             self.broadcast_locked(inner);
         } else {
@@ -268,6 +269,7 @@ impl World {
             // A leave is news; going out with it (or leaving it to the
             // broadcaster) also covers the readiness this may have brought.
             if !was_ready && inner.ready_for_more() {
+                inner.pacer.drained(Instant::now());
                 self.drained.notify_one();
             }
             self.news_added(inner);
@@ -320,6 +322,10 @@ impl World {
         let resynced = fanout.broadcast(&events, state, limit, &mut woken);
         let subscribers = inner.fanout.len();
         inner.pacer.wrote(woken.len(), subscribers);
+        if inner.ready_for_more() {
+            // Nobody to wait for (a join legacy clients are not told of).
+            inner.pacer.drained(Instant::now());
+        }
         drop(inner);
         for wake in woken {
             wake.notify_one();

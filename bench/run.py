@@ -4,6 +4,10 @@
 
   bench/run            full run (about 11 minutes on 2 cores)
   bench/run --quick    3-second runs, ladder 20 50 200 1000 (about 3 minutes)
+  bench/run --issue22  only the issue-22 points, pinned (SECTIONS=issue22; see
+                       bench/issue22.py): with BASELINE=<commit>, that commit's
+                       server alternates with the current one (about 25 minutes)
+  bench/run --check    exit 1 if an issue-22 target is missed (with --issue22)
 
 Writes bench/out/results.md, bench/out/plot.png, bench/out/results.jsonl (one
 JSON object per run) and bench/out/logs/. Column meanings and the limits of the
@@ -16,7 +20,7 @@ that count or above. The capacity search starts from the ladder's verdicts (a
 count passes when most of its runs pass) and bisects to CAP_RESOLUTION_PCT.
 
 Knobs (environment variables), with their defaults (--quick ones in brackets):
-  SECTIONS="ladder capacity math idle"  which parts to run
+  SECTIONS="ladder capacity math idle"  which parts to run (also: issue22)
   SERVERS="rust python"      which servers, in alternation order
   REPEATS=3                  runs per point (ladder, capacity probe, math)
   LADDER="20 50 100 200 500 1000 2000"  [20 50 200 1000]  client counts
@@ -31,8 +35,13 @@ Knobs (environment variables), with their defaults (--quick ones in brackets):
   MATH_SECONDS=10 [3] MATH_CONNECTIONS=1 MATH_PIPELINE=256
   IDLE_CONNECTIONS=10000 [2000] IDLE_SECONDS=5 [2]
   NATIVE_CLIENTS=0           native clients added to each Rust positions run
-  PIN=0                      1: server on CPU 1, loadgen on CPU 0 (taskset; off by
-                             default, see docs/bench/README.md for the measurement)
+  PIN=0                      1: server on CPU 0, loadgen on CPU 1 (taskset; off by
+                             default, see docs/bench/README.md for the measurement;
+                             the issue-22 points are always pinned)
+  BASELINE=                  issue22: a commit whose server alternates with ours
+  POINTS="legacy-20 legacy-50 legacy-2000 legacy-3000 aoi-5000 aoi-10000"
+                             issue22: which points
+  ISSUE22_SECONDS=20         issue22: load phase of each run
   NICE=0                     e.g. NICE=-10 (root): servers and loadgen ahead of other work
   RUST_SERVER_ARGS=""        extra flags for our server, e.g. "--worker-threads 1"
   OUT=bench/out              output directory
@@ -48,6 +57,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import issue22
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK_DEFAULTS = {
@@ -83,8 +94,11 @@ DEFAULTS = {
     "NICE": "0",
     "RUST_SERVER_ARGS": "",
     "OUT": str(ROOT / "bench/out"),
+    "BASELINE": "",
+    "POINTS": " ".join(issue22.POINTS),
+    "ISSUE22_SECONDS": "20",
 }
-SERVER_CPU, LOADGEN_CPU = "1", "0"
+SERVER_CPU, LOADGEN_CPU = "0", "1"
 
 
 def log(msg):
@@ -123,9 +137,14 @@ def process_cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def rss_kb(pid):
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+def rss_kb(pid, field="VmRSS"):
+    """A memory figure of /proc/PID/status in KiB: VmRSS now, VmHWM the peak."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
 
@@ -175,6 +194,10 @@ class Bench:
         args = ["nice", "-n", self.k["NICE"]] if self.k["NICE"] != "0" else []
         return args + (["taskset", "-c", cpu] if self.pin else [])
 
+    def server_binary(self, kind):
+        """Our server (`rust`) or the BASELINE commit's (`baseline`)."""
+        return self.bins["baseline" if kind == "baseline" else "server"]
+
     def record(self, section, server, report, **extra):
         line = {"section": section, "server": server, **extra, "report": report}
         with self.results.open("a") as f:
@@ -183,9 +206,9 @@ class Bench:
     # ------------------------------------------------------------ servers
     def start(self, kind, tag):
         ports = {"positions": free_port(), "math": free_port()}
-        if kind == "rust":
+        if kind in ("rust", "baseline"):
             ports["game"] = free_port()
-            args = [self.bins["server"], "--host", "127.0.0.1", "--game-port", str(ports["game"]),
+            args = [self.server_binary(kind), "--host", "127.0.0.1", "--game-port", str(ports["game"]),
                     "--test-port", "0", "--math-port", str(ports["math"]),
                     "--positions-port", str(ports["positions"]),
                     *self.k["RUST_SERVER_ARGS"].split()]
@@ -234,12 +257,13 @@ class Bench:
             machine = Machine()
             report = self.loadgen(args, tag)
             cpu_after = process_cpu_s(proc.pid)
+            peak_kb = rss_kb(proc.pid, "VmHWM")
         finally:
             self.stop()
         # None if the server died during the run.
         server_cpu = None if None in (cpu_before, cpu_after) else round(cpu_after - cpu_before, 3)
         loadgen_cpu = (report or {}).get("loadgen_cpu_seconds") or 0
-        fields = {"server_cpu_s": server_cpu, "pinned": self.pin,
+        fields = {"server_cpu_s": server_cpu, "server_peak_rss_kb": peak_kb, "pinned": self.pin,
                   **machine.end((server_cpu or 0) + loadgen_cpu)}
         return report, fields
 
@@ -396,11 +420,16 @@ def main():
     if any(a in ("-h", "--help") for a in args):
         print(__doc__)
         return
-    unknown = [a for a in args if a != "--quick"]
+    unknown = [a for a in args if a not in ("--quick", "--issue22", "--check")]
     if unknown:
         sys.exit(f"unknown argument: {unknown[0]} (try --help)")
     quick = "--quick" in args
+    if "--issue22" in args:
+        os.environ.setdefault("SECTIONS", "issue22")
+        os.environ.setdefault("SERVERS", "rust")
     k = knobs(quick)
+    if "--check" in args and "issue22" not in k["SECTIONS"].split():
+        sys.exit("--check judges the issue-22 targets: add --issue22 (or SECTIONS=issue22)")
     started = time.time()
     load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     # Many client sockets in one process (the hard limit is the ceiling).
@@ -411,10 +440,13 @@ def main():
     subprocess.run(["cargo", "build", "--release", "-p", "loadgen", "-p", "server"], cwd=ROOT,
                    check=True, stdout=sys.stderr)
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-    bins = {name: str(target / "release" / name) for name in ("server", "loadgen")}
+    bins = {"loadgen": str(target / "release" / "loadgen"),
+            "server": issue22.server_binary(target / "release")}
+    sections = k["SECTIONS"].split()
+    if k["BASELINE"] and "issue22" in sections:
+        bins["baseline"] = issue22.build_baseline(ROOT, k["BASELINE"], log)
     bench = Bench(k, bins)
     servers = k["SERVERS"].split()
-    sections = k["SECTIONS"].split()
 
     ladder = bench.ladder(servers) if "ladder" in sections else {s: {} for s in servers}
     if "capacity" in sections:
@@ -427,6 +459,13 @@ def main():
         log(f"idle: {k['IDLE_CONNECTIONS']} connections")
         for kind in servers:
             bench.idle(kind)
+    missed = None
+    if "issue22" in sections:
+        missed = issue22.run(bench, k, log)
+    if not set(sections) & {"ladder", "capacity", "math", "idle"}:
+        if "--check" in args and missed:
+            sys.exit(f"missed issue-22 targets: {'; '.join(missed)}")
+        return
 
     out = bench.out
     subprocess.run([bins["loadgen"], "report", "--input", str(bench.results), "--markdown",
@@ -450,6 +489,8 @@ def main():
             " (anything else running on the machine skews these figures: see the other CPU,"
             " steal and load columns)\n")
     log(f"done in {elapsed:.0f} s: {out / 'results.md'}, {out / 'plot.png'}")
+    if "--check" in args and missed:
+        sys.exit(f"missed issue-22 targets: {'; '.join(missed)}")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,11 @@ use crate::positions::PositionsConfig;
 #[command(
     name = "loadgen",
     version,
-    about = "Load generator and benchmark report for the game server"
+    about = "Load generator and benchmark report for the game server",
+    after_help = "Exit status: 0 when the verdict is \"pass\", 2 for any other verdict \
+(fail, collapsed, errors, missed echoes, wrong replies), 3 when the run was \
+generator-bound (its figures measured this generator, not the server), 1 when \
+the run could not start."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -87,6 +91,19 @@ pub struct PositionsArgs {
     /// Own-echo p99 (ms) over which the verdict is "collapsed".
     #[arg(long, default_value_t = 5000.0)]
     pub collapse_p99_ms: f64,
+    /// Area-of-interest mode: native clients (spread evenly) that decode
+    /// every message and time their own echoes; the others walk frames by
+    /// their length prefixes and count records. Latency and visible_max
+    /// come from the sampled clients only; every client checks its stream.
+    #[arg(long, default_value_t = 500)]
+    pub sample_clients: usize,
+    /// Send lateness p99 (ms) over which the run is "generator-bound".
+    #[arg(long, default_value_t = 5.0)]
+    pub max_send_late_p99_ms: f64,
+    /// Share of its CPUs (0..1) this generator may use in the load phase
+    /// before the run is "generator-bound".
+    #[arg(long, default_value_t = 0.9)]
+    pub max_cpu_share: f64,
     #[command(flatten)]
     pub common: Common,
 }
@@ -159,6 +176,9 @@ impl PositionsArgs {
         config.collapse_p99_ms = self.collapse_p99_ms;
         config.world_size = self.world_size;
         config.view_half_extent = self.view;
+        config.sample_clients = self.sample_clients;
+        config.max_send_late_p99_ms = self.max_send_late_p99_ms;
+        config.max_cpu_share = self.max_cpu_share;
         Ok(config)
     }
 }

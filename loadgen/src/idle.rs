@@ -39,6 +39,10 @@ pub struct IdleReport {
     pub held_seconds: f64,
     /// Bytes received on all connections after the greetings.
     pub bytes_received: u64,
+    /// `pass`: every connection opened and held; `fail` otherwise.
+    pub verdict: &'static str,
+    /// Why the verdict is not `pass` (empty when it is).
+    pub failures: Vec<String>,
 }
 
 pub async fn run(config: IdleConfig) -> Result<IdleReport, RunError> {
@@ -108,5 +112,55 @@ pub async fn run(config: IdleConfig) -> Result<IdleReport, RunError> {
             report.bytes_received += received;
         }
     }
+    report.failures = failures(&report);
+    report.verdict = if report.failures.is_empty() {
+        "pass"
+    } else {
+        "fail"
+    };
     Ok(report)
+}
+
+/// Everything that keeps an idle run from passing, in words.
+fn failures(report: &IdleReport) -> Vec<String> {
+    let mut why = Vec::new();
+    if report.connected < report.connections {
+        why.push(format!(
+            "connected {} of {} ({} failed)",
+            report.connected, report.connections, report.connect_failed
+        ));
+    }
+    if report.closed_while_held > 0 {
+        why.push(format!(
+            "{} closed by the server while held",
+            report.closed_while_held
+        ));
+    }
+    why
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_run_fails_on_a_missing_or_closed_connection() {
+        let held = IdleReport {
+            connections: 10,
+            connected: 10,
+            ..IdleReport::default()
+        };
+        assert!(failures(&held).is_empty());
+        let short = IdleReport {
+            connected: 9,
+            connect_failed: 1,
+            ..held.clone()
+        };
+        assert_eq!(failures(&short).len(), 1);
+        let closed = IdleReport {
+            closed_while_held: 1,
+            ..held
+        };
+        assert_eq!(failures(&closed).len(), 1);
+    }
 }

@@ -25,3 +25,28 @@ impl std::fmt::Display for RunError {
 }
 
 impl std::error::Error for RunError {}
+
+/// The process exit code of a run's verdict: 0 `pass`, 3 `generator-bound`
+/// (the figures measured this generator, not the server), 2 any other
+/// (`fail`, `collapsed`, ...). 1 is left for a run that could not start.
+pub fn exit_code(verdict: &str) -> u8 {
+    match verdict {
+        "pass" => 0,
+        "generator-bound" => 3,
+        _ => 2,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exit_code;
+
+    #[test]
+    fn only_pass_exits_zero() {
+        assert_eq!(exit_code("pass"), 0);
+        for verdict in ["fail", "collapsed", "", "anything"] {
+            assert_eq!(exit_code(verdict), 2, "{verdict}");
+        }
+        assert_eq!(exit_code("generator-bound"), 3);
+    }
+}

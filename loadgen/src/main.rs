@@ -14,7 +14,7 @@ fn main() -> ExitCode {
         },
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(verdict) => ExitCode::from(loadgen::exit_code(verdict)),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -22,26 +22,36 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command) -> Result<(), String> {
-    let output = match command {
+/// Prints the report; returns its verdict.
+async fn run(command: Command) -> Result<&'static str, String> {
+    let (output, verdict) = match command {
         Command::Positions(args) => {
             let report = positions::run(args.config()?)
                 .await
                 .map_err(|e| e.to_string())?;
-            render(args.common.json, &report, report::positions_table)
+            (
+                render(args.common.json, &report, report::positions_table),
+                report.verdict,
+            )
         }
         Command::Math(args) => {
             let report = math::run(args.config()?).await.map_err(|e| e.to_string())?;
-            render(args.common.json, &report, report::math_table)
+            (
+                render(args.common.json, &report, report::math_table),
+                report.verdict,
+            )
         }
         Command::Idle(args) => {
             let report = idle::run(args.config()?).await.map_err(|e| e.to_string())?;
-            render(args.common.json, &report, report::idle_table)
+            (
+                render(args.common.json, &report, report::idle_table),
+                report.verdict,
+            )
         }
         Command::Report(_) => unreachable!("handled without a runtime"),
     };
     print!("{}", output?);
-    Ok(())
+    Ok(verdict)
 }
 
 fn render<T: serde::Serialize>(
@@ -58,7 +68,7 @@ fn render<T: serde::Serialize>(
     }
 }
 
-fn make_report(args: &ReportArgs) -> Result<(), String> {
+fn make_report(args: &ReportArgs) -> Result<&'static str, String> {
     let text = std::fs::read_to_string(&args.input)
         .map_err(|e| format!("cannot read {}: {e}", args.input.display()))?;
     let entries = report::parse_entries(&text);
@@ -77,5 +87,5 @@ fn make_report(args: &ReportArgs) -> Result<(), String> {
             .collect();
         plot::draw(&series, report::slo_p99_ms(&entries), path).map_err(|e| e.to_string())?;
     }
-    Ok(())
+    Ok("pass")
 }

@@ -54,6 +54,11 @@ pub struct MathReport {
     pub wrong_replies: u64,
     pub division_by_zero_replies: u64,
     pub errors: MathErrors,
+    /// `pass`: every connection up, replies came, none wrong, no errors.
+    /// `fail` otherwise.
+    pub verdict: &'static str,
+    /// Why the verdict is not `pass` (empty when it is).
+    pub failures: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -163,7 +168,34 @@ pub async fn run(config: MathConfig) -> Result<MathReport, RunError> {
     e.total = e.connect_failed + e.unexpected_close + e.decode_errors + e.io_errors + e.unanswered;
     report.requests_per_s = per_second(report.replies, report.seconds);
     report.latency = latencies.summary();
+    report.failures = failures(&report);
+    report.verdict = if report.failures.is_empty() {
+        "pass"
+    } else {
+        "fail"
+    };
     Ok(report)
+}
+
+/// Everything that keeps a math run from passing, in words.
+fn failures(report: &MathReport) -> Vec<String> {
+    let mut why = Vec::new();
+    if report.connected < report.connections {
+        why.push(format!(
+            "connected {} of {}",
+            report.connected, report.connections
+        ));
+    }
+    if report.errors.total > 0 {
+        why.push(format!("{} errors", report.errors.total));
+    }
+    if report.wrong_replies > 0 {
+        why.push(format!("{} wrong replies", report.wrong_replies));
+    }
+    if report.connections > 0 && report.replies == 0 {
+        why.push("no reply at all".into());
+    }
+    why
 }
 
 async fn drive(
@@ -288,5 +320,44 @@ mod tests {
             .map(|w| String::from_utf8_lossy(&w[8..]).into_owned())
             .collect();
         assert!(commands.contains("SUMA") && commands.contains("division"));
+    }
+
+    fn passing() -> MathReport {
+        MathReport {
+            connections: 2,
+            connected: 2,
+            replies: 100,
+            ..MathReport::default()
+        }
+    }
+
+    #[test]
+    fn a_math_run_passes_only_with_every_reply_right() {
+        assert!(failures(&passing()).is_empty());
+        let broken = [
+            MathReport {
+                wrong_replies: 1,
+                ..passing()
+            },
+            MathReport {
+                connected: 1,
+                ..passing()
+            },
+            MathReport {
+                errors: MathErrors {
+                    unanswered: 1,
+                    total: 1,
+                    ..MathErrors::default()
+                },
+                ..passing()
+            },
+            MathReport {
+                replies: 0,
+                ..passing()
+            },
+        ];
+        for report in broken {
+            assert_eq!(failures(&report).len(), 1, "{report:?}");
+        }
     }
 }

@@ -30,6 +30,7 @@ use tokio::task::JoinSet;
 use tokio::time::{sleep, sleep_until};
 
 mod client;
+mod frames;
 mod pacer;
 
 use crate::RunError;
@@ -84,6 +85,15 @@ pub struct PositionsConfig {
     pub world_size: Option<u16>,
     /// Half side of each native client's view, in position units.
     pub view_half_extent: u16,
+    /// Area-of-interest mode: how many native clients decode everything and
+    /// time their own echoes; the others only walk frames and count records
+    /// (see `frames`). Latency and `visible_max` come from these alone.
+    pub sample_clients: usize,
+    /// Send lateness p99 (ms) over which the run is generator-bound.
+    pub max_send_late_p99_ms: f64,
+    /// Share of its CPUs (0..1) this process may use during the load phase
+    /// before the run counts as generator-bound.
+    pub max_cpu_share: f64,
 }
 
 impl PositionsConfig {
@@ -103,6 +113,9 @@ impl PositionsConfig {
             collapse_p99_ms: 5000.0,
             world_size: None,
             view_half_extent: 200,
+            sample_clients: 500,
+            max_send_late_p99_ms: 5.0,
+            max_cpu_share: 0.9,
         }
     }
 }
@@ -117,6 +130,11 @@ pub struct PositionsReport {
     pub native_clients: usize,
     pub clients_connected: usize,
     pub native_connected: usize,
+    /// Native clients that decoded everything and timed their own echoes:
+    /// in area-of-interest mode the native latency, `echoes_missed` and
+    /// `visible_max` are theirs alone (the others count records and check
+    /// the frame stream). Every native client otherwise.
+    pub native_sampled: usize,
     pub rate_hz: f64,
     pub seconds: f64,
     /// Regular positions sent during the load phase (all clients).
@@ -129,8 +147,10 @@ pub struct PositionsReport {
     /// What full delivery would be: every position to every client.
     pub records_expected_per_s: f64,
     /// Own-echo latency of every client, legacy and native (scheduled send
-    /// tick → own record seen): the headline figure.
-    pub echo_p99_ms: f64,
+    /// tick → own record seen): the headline figure. `None` when the run is
+    /// generator-bound: the latency then measures the generator, not the
+    /// server.
+    pub echo_p99_ms: Option<f64>,
     /// Same as `records_received_per_s` (short name for scripts).
     pub records_per_s: f64,
     /// `errors.total` (short name for scripts).
@@ -164,13 +184,34 @@ pub struct PositionsReport {
     pub convergence: Convergence,
     pub errors: Errors,
     pub anomalies: Anomalies,
-    /// `pass` (no errors, converged, echo p99 ≤ SLO), `fail`, or `collapsed`
-    /// (errors, not converged, missing clients or p99 over the collapse limit).
+    /// `pass` (no errors, converged, echo p99 ≤ SLO), `fail`, `collapsed`
+    /// (errors, not converged, missing clients or p99 over the collapse
+    /// limit), or `generator-bound` (this process was late or out of CPU:
+    /// no figure of this run is the server's).
     pub verdict: &'static str,
+    /// Whether this generator kept up, measured over the load phase.
+    pub generator: Generator,
     pub slo_p99_ms: f64,
     pub wall_seconds: f64,
     /// CPU time this load generator used (it shares the machine with the server).
     pub loadgen_cpu_seconds: Option<f64>,
+}
+
+/// Whether the generator itself kept up during the load phase.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Generator {
+    /// CPU time this process used during the load phase.
+    pub load_cpu_seconds: Option<f64>,
+    /// CPUs this process may run on (its affinity mask).
+    pub cpus: usize,
+    /// `load_cpu_seconds / (load seconds × cpus)`: 1 is every CPU it has.
+    pub cpu_share: Option<f64>,
+    pub max_cpu_share: f64,
+    pub max_send_late_p99_ms: f64,
+    /// Late sends or saturated CPU: the run measured the generator.
+    pub bound: bool,
+    /// Why it is bound, in words (empty when it is not).
+    pub reasons: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -273,6 +314,8 @@ impl Shared {
 pub(crate) struct Outcome {
     pub(crate) kind: Option<Kind>,
     pub(crate) connected: bool,
+    /// Decoded everything and timed its echoes (see `Client::sampled`).
+    pub(crate) sampled: bool,
     pub(crate) sent: u64,
     pub(crate) records_in_load: u64,
     /// Own echoes, to their arrival at this machine (kernel timestamp).
@@ -335,7 +378,15 @@ pub async fn run(config: PositionsConfig) -> Result<PositionsReport, RunError> {
             }
             Kind::Native => (pacer.add(offset), None),
         };
+        // In area-of-interest mode, `sample_clients` natives spread evenly
+        // over the schedule decode in full; the rest count.
+        let native_index = index.saturating_sub(config.clients);
+        let sampled = kind == Kind::Legacy
+            || config.world_size.is_none()
+            || (native_index * config.sample_clients) % config.native_clients.max(1)
+                < config.sample_clients;
         let client = Client {
+            sampled,
             kind,
             index,
             addr,
@@ -373,7 +424,12 @@ pub async fn run(config: PositionsConfig) -> Result<PositionsReport, RunError> {
     let end = start + config.duration;
     let _ = phase_tx.send(Phase::Load { start, end });
     let pacer = pacer.start(start, end);
+    sleep_until(start.into()).await;
+    let cpu_at_load_start = process_cpu_seconds();
     sleep_until(end.into()).await;
+    let load_cpu_seconds = process_cpu_seconds()
+        .zip(cpu_at_load_start)
+        .map(|(end, start)| end - start);
     // The pacer ends with the load phase; a panic there would be a bug.
     let pacer_lateness = match tokio::task::spawn_blocking(move || pacer.join()).await {
         Ok(Ok(lateness)) => lateness,
@@ -463,7 +519,10 @@ pub async fn run(config: PositionsConfig) -> Result<PositionsReport, RunError> {
         };
         match (outcome.kind, outcome.connected) {
             (Some(Kind::Legacy), true) => report.clients_connected += 1,
-            (Some(Kind::Native), true) => report.native_connected += 1,
+            (Some(Kind::Native), true) => {
+                report.native_connected += 1;
+                report.native_sampled += usize::from(outcome.sampled);
+            }
             _ => {}
         }
         report.positions_sent += outcome.sent;
@@ -502,14 +561,16 @@ pub async fn run(config: PositionsConfig) -> Result<PositionsReport, RunError> {
     report.native_echo = native_echoes.summary();
     let mut all_echoes = echoes;
     all_echoes.merge(&native_echoes);
-    report.echo_p99_ms = all_echoes.summary().p99_ms;
+    let echo_p99_ms = all_echoes.summary().p99_ms;
     report.records_per_s = report.records_received_per_s;
     report.error_count = report.errors.total;
     report.records_expected = report.positions_sent * connected as u64;
     report.send_lateness = lateness.summary();
     report.convergence = convergence;
-    report.failures = failures(&report, aoi);
-    report.verdict = verdict(&report, config.collapse_p99_ms, aoi);
+    report.generator = generator(&config, load_cpu_seconds, &report.send_lateness);
+    report.failures = failures(&report, echo_p99_ms, aoi);
+    report.verdict = verdict(&report, echo_p99_ms, config.collapse_p99_ms, aoi);
+    report.echo_p99_ms = (!report.generator.bound).then_some(echo_p99_ms);
     report.wall_seconds = wall.elapsed().as_secs_f64();
     report.loadgen_cpu_seconds = process_cpu_seconds()
         .zip(cpu_at_start)
@@ -517,9 +578,51 @@ pub async fn run(config: PositionsConfig) -> Result<PositionsReport, RunError> {
     Ok(report)
 }
 
+/// CPUs this process may run on.
+fn cpus() -> usize {
+    // Follows the affinity mask (taskset) and cgroup quotas.
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Whether the generator was late or out of CPU during the load phase.
+fn generator(
+    config: &PositionsConfig,
+    load_cpu_seconds: Option<f64>,
+    send_lateness: &LatencySummary,
+) -> Generator {
+    let cpus = cpus();
+    let load_seconds = config.duration.as_secs_f64();
+    let cpu_share = load_cpu_seconds
+        .filter(|_| load_seconds > 0.0)
+        .map(|cpu| cpu / (load_seconds * cpus as f64));
+    let mut reasons = Vec::new();
+    if send_lateness.p99_ms > config.max_send_late_p99_ms {
+        reasons.push(format!(
+            "generator-bound: send lateness p99 {:.2} ms over {} ms",
+            send_lateness.p99_ms, config.max_send_late_p99_ms
+        ));
+    }
+    if let Some(share) = cpu_share.filter(|&share| share > config.max_cpu_share) {
+        reasons.push(format!(
+            "generator-bound: CPU {:.0} % of its {cpus} CPU(s) over {:.0} %",
+            share * 100.0,
+            config.max_cpu_share * 100.0
+        ));
+    }
+    Generator {
+        load_cpu_seconds,
+        cpus,
+        cpu_share,
+        max_cpu_share: config.max_cpu_share,
+        max_send_late_p99_ms: config.max_send_late_p99_ms,
+        bound: !reasons.is_empty(),
+        reasons,
+    }
+}
+
 /// Everything that keeps a run from passing, in words.
-fn failures(report: &PositionsReport, aoi: bool) -> Vec<String> {
-    let mut why = Vec::new();
+fn failures(report: &PositionsReport, echo_p99_ms: f64, aoi: bool) -> Vec<String> {
+    let mut why = report.generator.reasons.clone();
     if report.errors.total > 0 {
         why.push(format!("{} errors", report.errors.total));
     }
@@ -535,6 +638,24 @@ fn failures(report: &PositionsReport, aoi: bool) -> Vec<String> {
     }
     if report.echoes_missed > 0 {
         why.push(format!("{} echoes missed", report.echoes_missed));
+    }
+    if report.anomalies.echo_reordered > 0 {
+        why.push(format!(
+            "{} own echoes out of order",
+            report.anomalies.echo_reordered
+        ));
+    }
+    if report.anomalies.echo_unknown > 0 {
+        why.push(format!(
+            "{} own records this client never sent",
+            report.anomalies.echo_unknown
+        ));
+    }
+    if report.anomalies.final_regressed > 0 {
+        why.push(format!(
+            "{} moves after a player's final one",
+            report.anomalies.final_regressed
+        ));
     }
     if report.drain_ms.is_none() {
         why.push("drain timed out (last echoes not all in)".into());
@@ -554,22 +675,30 @@ fn failures(report: &PositionsReport, aoi: bool) -> Vec<String> {
             why.push("no echo at all".into());
         }
     }
-    if report.echo_p99_ms > report.slo_p99_ms {
+    if echo_p99_ms > report.slo_p99_ms {
         why.push(format!(
-            "own-echo p99 {:.2} ms over {} ms",
-            report.echo_p99_ms, report.slo_p99_ms
+            "own-echo p99 {echo_p99_ms:.2} ms over {} ms",
+            report.slo_p99_ms
         ));
     }
     why
 }
 
-fn verdict(report: &PositionsReport, collapse_p99_ms: f64, aoi: bool) -> &'static str {
+/// `generator-bound` before anything else: then no figure is the server's.
+fn verdict(
+    report: &PositionsReport,
+    echo_p99_ms: f64,
+    collapse_p99_ms: f64,
+    aoi: bool,
+) -> &'static str {
     let all_connected = report.clients_connected == report.clients
         && report.native_connected == report.native_clients;
-    if report.errors.total > 0
+    if report.generator.bound {
+        "generator-bound"
+    } else if report.errors.total > 0
         || !all_connected
         || (!aoi && !report.convergence.converged)
-        || report.echo_p99_ms > collapse_p99_ms
+        || echo_p99_ms > collapse_p99_ms
         || report.drain_ms.is_none()
     {
         "collapsed"
@@ -607,5 +736,136 @@ mod tests {
             assert_eq!(decode_seq(position), Some(seq), "seq {seq}");
         }
         assert_eq!(decode_seq(FINAL), None);
+    }
+
+    /// A report of a healthy 10-client run, and its own-echo p99.
+    fn passing() -> (PositionsReport, f64) {
+        let echo = LatencySummary {
+            samples: 100,
+            p99_ms: 2.0,
+            ..LatencySummary::default()
+        };
+        let report = PositionsReport {
+            clients: 10,
+            clients_connected: 10,
+            positions_sent: 100,
+            records_delivered: 1000,
+            records_expected: 1000,
+            echo,
+            drain_ms: Some(1.0),
+            convergence: Convergence {
+                converged: true,
+                ms: Some(1.0),
+                ..Convergence::default()
+            },
+            slo_p99_ms: 50.0,
+            ..PositionsReport::default()
+        };
+        (report, 2.0)
+    }
+
+    /// The verdict and failures of `report`, as `run` sets them.
+    fn judge(mut report: PositionsReport, p99: f64, aoi: bool) -> (&'static str, Vec<String>) {
+        report.failures = failures(&report, p99, aoi);
+        (verdict(&report, p99, 5000.0, aoi), report.failures)
+    }
+
+    #[test]
+    fn a_healthy_run_passes() {
+        let (report, p99) = passing();
+        assert_eq!(judge(report, p99, false), ("pass", vec![]));
+    }
+
+    #[test]
+    fn every_failure_reason_keeps_a_run_from_passing() {
+        type Breaks = fn(&mut PositionsReport);
+        let cases: Vec<(&str, Breaks, &str)> = vec![
+            ("errors", |r| r.errors.total = 1, "collapsed"),
+            ("missing client", |r| r.clients_connected = 9, "collapsed"),
+            ("missed echo", |r| r.echoes_missed = 1, "fail"),
+            ("reordered echo", |r| r.anomalies.echo_reordered = 1, "fail"),
+            ("unknown echo", |r| r.anomalies.echo_unknown = 1, "fail"),
+            (
+                "final regressed",
+                |r| r.anomalies.final_regressed = 1,
+                "fail",
+            ),
+            ("drain timeout", |r| r.drain_ms = None, "collapsed"),
+            ("lost records", |r| r.records_delivered = 999, "fail"),
+            (
+                "not converged",
+                |r| r.convergence.converged = false,
+                "collapsed",
+            ),
+            ("no echo", |r| r.echo.samples = 0, "fail"),
+        ];
+        for (what, breaks, expected) in cases {
+            let (mut report, p99) = passing();
+            breaks(&mut report);
+            let (verdict, why) = judge(report, p99, false);
+            assert_eq!(verdict, expected, "{what}: {why:?}");
+            assert_eq!(why.len(), 1, "{what}: one reason, {why:?}");
+        }
+    }
+
+    #[test]
+    fn a_slow_echo_fails_and_a_very_slow_one_collapses() {
+        let (report, _) = passing();
+        let (verdict, why) = judge(report.clone(), 60.0, false);
+        assert_eq!((verdict, why.len()), ("fail", 1), "{why:?}");
+        let (verdict, _) = judge(report, 6000.0, false);
+        assert_eq!(verdict, "collapsed");
+    }
+
+    #[test]
+    fn area_of_interest_runs_skip_delivery_and_convergence_only() {
+        let (mut report, p99) = passing();
+        report.records_delivered = 0;
+        report.convergence.converged = false;
+        assert_eq!(judge(report.clone(), p99, true).0, "pass");
+        report.anomalies.echo_unknown = 1;
+        assert_eq!(judge(report, p99, true).0, "fail");
+    }
+
+    fn config() -> PositionsConfig {
+        PositionsConfig::new("127.0.0.1:1", 10, 10.0, Duration::from_secs(20))
+    }
+
+    #[test]
+    fn late_sends_make_a_run_generator_bound_and_hide_its_latency() {
+        let late = LatencySummary {
+            samples: 100,
+            p99_ms: 5.5,
+            ..LatencySummary::default()
+        };
+        let on_time = LatencySummary {
+            p99_ms: 4.9,
+            ..late
+        };
+        assert!(!generator(&config(), Some(1.0), &on_time).bound);
+        let bound = generator(&config(), Some(1.0), &late);
+        assert!(bound.bound, "{bound:?}");
+        let (mut report, p99) = passing();
+        report.generator = bound;
+        let (verdict, why) = judge(report, p99, false);
+        assert_eq!(verdict, "generator-bound");
+        assert!(why[0].contains("send lateness"), "{why:?}");
+    }
+
+    #[test]
+    fn a_saturated_cpu_makes_a_run_generator_bound() {
+        let quiet = LatencySummary::default();
+        let cpus = cpus() as f64;
+        // 20 s of load on every CPU this process has: 95 % and 50 %.
+        let busy = generator(&config(), Some(0.95 * 20.0 * cpus), &quiet);
+        assert!(busy.bound, "{busy:?}");
+        assert!(busy.reasons[0].contains("CPU"), "{busy:?}");
+        let half = generator(&config(), Some(0.5 * 20.0 * cpus), &quiet);
+        assert!(!half.bound, "{half:?}");
+        let (mut report, p99) = passing();
+        report.generator = busy;
+        // Generator-bound before any other verdict: no figure is the server's.
+        report.errors.total = 1;
+        assert_eq!(judge(report, p99, false).0, "generator-bound");
     }
 }

@@ -35,8 +35,13 @@ pub fn positions_table(r: &PositionsReport) -> String {
         (
             "clients connected",
             format!(
-                "{}/{} legacy, {}/{} native",
-                r.clients_connected, r.clients, r.native_connected, r.native_clients
+                "{}/{} legacy, {}/{} native ({} of them sampled: native latency and \
+                 visible_max are theirs; the others count records)",
+                r.clients_connected,
+                r.clients,
+                r.native_connected,
+                r.native_clients,
+                r.native_sampled
             ),
         ),
         (
@@ -50,8 +55,8 @@ pub fn positions_table(r: &PositionsReport) -> String {
                 r.records_received_per_s, r.records_expected_per_s
             ),
         ),
-        ("own-echo latency", latency_line(&r.echo)),
-        ("  as read", latency_line(&r.echo_as_read)),
+        ("own-echo latency", echo_line(r, &r.echo)),
+        ("  as read", echo_line(r, &r.echo_as_read)),
         (
             "echoes missed",
             format!(
@@ -59,7 +64,29 @@ pub fn positions_table(r: &PositionsReport) -> String {
                 r.echoes_missed
             ),
         ),
-        ("native own-echo", latency_line(&r.native_echo)),
+        ("native own-echo", echo_line(r, &r.native_echo)),
+        (
+            "send lateness",
+            format!(
+                "{} (generator-bound over p99 {} ms)",
+                latency_line(&r.send_lateness),
+                r.generator.max_send_late_p99_ms
+            ),
+        ),
+        (
+            "generator CPU",
+            format!(
+                "{} in the load phase, {} of its {} CPU(s) (generator-bound over {:.0} %)",
+                r.generator
+                    .load_cpu_seconds
+                    .map_or("-".into(), |s| format!("{s:.1} s")),
+                r.generator
+                    .cpu_share
+                    .map_or("-".into(), |s| format!("{:.0} %", s * 100.0)),
+                r.generator.cpus,
+                r.generator.max_cpu_share * 100.0
+            ),
+        ),
         (
             "drain after load",
             r.drain_ms
@@ -92,8 +119,14 @@ pub fn positions_table(r: &PositionsReport) -> String {
         (
             "verdict",
             format!(
-                "{} (SLO: own-echo p99 <= {} ms, no errors, converged)",
-                r.verdict, r.slo_p99_ms
+                "{} (SLO: own-echo p99 <= {} ms, no errors, converged){}",
+                r.verdict,
+                r.slo_p99_ms,
+                if r.failures.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", r.failures.join("; "))
+                }
             ),
         ),
         (
@@ -183,6 +216,17 @@ fn push_rows(s: &mut String, rows: &[(&str, String)]) {
     }
 }
 
+/// An own-echo latency, unless the generator set it.
+fn echo_line(r: &PositionsReport, l: &LatencySummary) -> String {
+    if r.generator.bound {
+        return format!(
+            "not a server figure: the run was generator-bound ({})",
+            r.generator.reasons.join("; ")
+        );
+    }
+    latency_line(l)
+}
+
 fn latency_line(l: &LatencySummary) -> String {
     if l.samples == 0 {
         return "no samples".into();
@@ -244,7 +288,13 @@ impl Entry {
         (records > 0.0).then(|| cpu * 1e9 / records)
     }
 
+    /// A figure of the report; none of a latency of a generator-bound run
+    /// (it measured the generator, not the server).
     fn report_f64(&self, path: &[&str]) -> Option<f64> {
+        let latency = path.first().is_some_and(|p| p.starts_with("echo"));
+        if latency && text(&self.report, &["verdict"]) == "generator-bound" {
+            return None;
+        }
         get(&self.report, path).as_f64()
     }
 }

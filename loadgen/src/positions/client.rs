@@ -21,6 +21,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::{sleep_until, timeout};
 use tokio_util::codec::Decoder;
 
+use super::frames::{self, Corrupt, Frame};
 use super::pacer::{Direct, Tick};
 use super::{FINAL, Kind, Outcome, Phase, SEND_RING, Shared, decode_seq, encode_seq};
 use crate::connect::{CONNECT_TIMEOUT, ConnectError, acquire, connect_legacy, connect_tcp};
@@ -41,6 +42,10 @@ pub(super) struct Client {
     pub(super) limit: Arc<Semaphore>,
     /// Area-of-interest mode (native clients only): random walk and a view.
     pub(super) world: Option<World>,
+    /// Decodes everything and times its echoes; otherwise (a native
+    /// "counter" of the area-of-interest mode) walks frames and counts
+    /// records (see [`super::frames`]).
+    pub(super) sampled: bool,
 }
 
 /// The area-of-interest world a native client walks in.
@@ -135,6 +140,12 @@ enum Failure {
     Io,
 }
 
+impl From<Corrupt> for Failure {
+    fn from(_: Corrupt) -> Self {
+        Failure::Decode
+    }
+}
+
 /// A client's view of the run while it is connected.
 struct Player {
     id: ClientId,
@@ -152,6 +163,9 @@ struct Player {
     /// Native: the players this client currently sees.
     visible: HashSet<ClientId>,
     walk: Option<Walk>,
+    /// A counter (see [`Client::sampled`]): no echo matched, nobody's
+    /// visibility tracked.
+    counts_only: bool,
     /// Legacy: the pacer writes this client's positions (see
     /// [`Player::count_pacer_sends`]); they are scheduled from `load_start`.
     direct: Option<Arc<Direct>>,
@@ -179,8 +193,10 @@ impl Client {
             }
         };
         let connected = connected.and_then(|(stream, id, buf)| {
-            stamp_arrivals(&stream)
-                .map_err(|e| ConnectError::Connect(format!("SO_TIMESTAMPNS: {e}")))?;
+            if self.sampled {
+                stamp_arrivals(&stream)
+                    .map_err(|e| ConnectError::Connect(format!("SO_TIMESTAMPNS: {e}")))?;
+            }
             let stream = share_with_pacer(stream, self.direct.as_deref())?;
             Ok((stream, id, buf))
         });
@@ -196,14 +212,19 @@ impl Client {
             }
         };
         outcome.connected = true;
+        outcome.sampled = self.sampled;
         let _ = self.id_tx.send(Some(id));
         let mut player = Player::new(id, self.shared.clone(), outcome);
+        player.counts_only = !self.sampled;
         player.walk = walk;
         player.direct = self.direct.clone();
         let result = self.drive(&mut stream, &mut buf, &mut player).await;
         player.count_pacer_sends();
-        // Echoes that never came at all.
-        let never_echoed = player.highest_sent.saturating_sub(player.last_echo);
+        // Echoes that never came at all (a counter looks for none).
+        let never_echoed = match player.counts_only {
+            true => 0,
+            false => player.highest_sent.saturating_sub(player.last_echo),
+        };
         let mut outcome = std::mem::take(&mut player.outcome);
         outcome.echoes_missed += u64::from(never_echoed);
         if let Err(failure) = result {
@@ -318,40 +339,63 @@ impl Client {
                         let _ = encode_frame(&view, &mut out);
                     }
                     flush(stream, &mut out).await?;
-                }
-                ready = stream.readable() => {
-                    ready.map_err(|_| Failure::Io)?;
-                    let mut handled = None;
-                    let read = stream.try_io(Interest::READABLE, || {
-                        SCRATCH.with_borrow_mut(|scratch| {
-                            let (n, stamp) = recv_stamped(stream.as_raw_fd(), scratch)?;
-                            if n == 0 {
-                                handled = Some(Err(Failure::Closed));
-                                return Ok(());
-                            }
-                            let read = Instant::now();
-                            let kernel = stamp.map_or(read, |at| self.shared.instant_of(at).min(read));
-                            let arrival = Arrival { read, kernel };
-                            handled = Some(self.take_in(&scratch[..n], buf, &mut native_codec, player, &mut out, arrival));
-                            if n < scratch.len() {
-                                // A short read emptied the socket: forget its
-                                // readiness now instead of paying a `recvmsg`
-                                // that only says EAGAIN (half of all reads at
-                                // 2,000 clients). New bytes raise a new edge.
-                                // tokio's own `poll_read` does the same.
-                                return Err(std::io::ErrorKind::WouldBlock.into());
-                            }
-                            Ok(())
-                        })
-                    });
-                    match (read, handled) {
-                        (_, Some(handled)) => handled?,
-                        (Err(e), None) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                        (_, None) => return Err(Failure::Io),
+                    if player.counts_only {
+                        while self.read_once(stream, buf, &mut native_codec, player, &mut out)? {}
+                        flush(stream, &mut out).await?;
                     }
+                }
+                // A counter in the load phase reads only after its own
+                // sends (below): one large read per tick instead of one per
+                // small frame, and no wake-up of its own.
+                ready = stream.readable(), if !(player.counts_only && ticking) => {
+                    ready.map_err(|_| Failure::Io)?;
+                    self.read_once(stream, buf, &mut native_codec, player, &mut out)?;
                     flush(stream, &mut out).await?;
                 }
             }
+        }
+    }
+
+    /// One read of what the socket holds, handled. Returns whether the read
+    /// filled the scratch buffer (more may wait).
+    fn read_once(
+        &self,
+        stream: &TcpStream,
+        buf: &mut BytesMut,
+        native_codec: &mut FrameCodec<ServerMessage>,
+        player: &mut Player,
+        out: &mut BytesMut,
+    ) -> Result<bool, Failure> {
+        let mut handled = None;
+        let mut full = false;
+        let read = stream.try_io(Interest::READABLE, || {
+            SCRATCH.with_borrow_mut(|scratch| {
+                let (n, stamp) = recv_stamped(stream.as_raw_fd(), scratch)?;
+                if n == 0 {
+                    handled = Some(Err(Failure::Closed));
+                    return Ok(());
+                }
+                let read = Instant::now();
+                let kernel = stamp.map_or(read, |at| self.shared.instant_of(at).min(read));
+                let arrival = Arrival { read, kernel };
+                handled =
+                    Some(self.take_in(&scratch[..n], buf, native_codec, player, out, arrival));
+                full = n == scratch.len();
+                if !full {
+                    // A short read emptied the socket: forget its
+                    // readiness now instead of paying a `recvmsg`
+                    // that only says EAGAIN (half of all reads at
+                    // 2,000 clients). New bytes raise a new edge.
+                    // tokio's own `poll_read` does the same.
+                    return Err(std::io::ErrorKind::WouldBlock.into());
+                }
+                Ok(())
+            })
+        });
+        match (read, handled) {
+            (_, Some(handled)) => handled.map(|()| full),
+            (Err(e), None) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(false),
+            (_, None) => Err(Failure::Io),
         }
     }
 
@@ -373,8 +417,106 @@ impl Client {
             buf.extend_from_slice(&bytes[whole..]);
             return Ok(());
         }
+        if player.counts_only {
+            // Whole frames straight from `bytes` when nothing waits in `buf`.
+            if buf.is_empty() {
+                let used = self.count_frames(bytes, native_codec, player, out, arrival)?;
+                buf.extend_from_slice(&bytes[used..]);
+            } else {
+                buf.extend_from_slice(bytes);
+                let used = self.count_frames(buf, native_codec, player, out, arrival)?;
+                buf.advance(used);
+            }
+            return Ok(());
+        }
         buf.extend_from_slice(bytes);
         self.process(buf, native_codec, player, out, arrival)
+    }
+
+    /// A counter's read: `Positions` batches counted by their entry count,
+    /// every other message decoded in full. Returns the bytes of the whole
+    /// frames at the start of `bytes`.
+    fn count_frames(
+        &self,
+        bytes: &[u8],
+        native_codec: &mut FrameCodec<ServerMessage>,
+        player: &mut Player,
+        out: &mut BytesMut,
+        now: Arrival,
+    ) -> Result<usize, Failure> {
+        let in_load = player.load_end.is_some_and(|end| now.read < end);
+        frames::shape().walk(bytes, |frame| match frame {
+            Frame::Positions { count } => {
+                if in_load {
+                    player.outcome.records_in_load += count;
+                }
+                if player.counting {
+                    player.outcome.records_delivered += count;
+                }
+                Ok(())
+            }
+            Frame::Other(frame) => {
+                let mut frame = BytesMut::from(frame);
+                match native_codec.decode(&mut frame) {
+                    Ok(Some(message)) if frame.is_empty() => {
+                        self.handle(message, player, out, now, in_load)
+                    }
+                    _ => Err(Failure::Decode),
+                }
+            }
+        })
+    }
+
+    /// One decoded message from the server.
+    fn handle(
+        &self,
+        message: ServerMessage,
+        player: &mut Player,
+        out: &mut BytesMut,
+        now: Arrival,
+        in_load: bool,
+    ) -> Result<(), Failure> {
+        match message {
+            ServerMessage::Positions(batch) => {
+                if in_load {
+                    player.outcome.records_in_load += batch.len() as u64;
+                }
+                for entry in batch {
+                    player.see(entry.id);
+                    player.on_record(PositionRecord::moved(entry.id, entry.position), now);
+                }
+            }
+            ServerMessage::PlayerJoined(info) => player.see(info.id),
+            ServerMessage::Snapshot { players } => {
+                // A snapshot is everything the client now sees (its
+                // region after a change of view): it replaces the set.
+                player.visible.clear();
+                for state in players {
+                    player.see(state.info.id);
+                    match state.position {
+                        Some(position) if state.info.id == player.id => {
+                            player.on_own_snapshot_position(position, now);
+                        }
+                        Some(position) => {
+                            player.on_record(PositionRecord::moved(state.info.id, position), now);
+                        }
+                        None => {}
+                    }
+                }
+            }
+            ServerMessage::PlayerLeft { id } => {
+                player.visible.remove(&id);
+                player.on_record(PositionRecord::leave(id), now);
+            }
+            ServerMessage::Ping { nonce } => {
+                let _ = encode_frame(&ClientMessage::Pong { nonce }, out);
+            }
+            ServerMessage::Goodbye { .. } | ServerMessage::Rejected { .. } => {
+                return Err(Failure::Closed);
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     fn encode_position(&self, position: Position, out: &mut BytesMut) {
@@ -410,41 +552,7 @@ impl Client {
                     Ok(None) => break,
                     Err(_) => return Err(Failure::Decode),
                 };
-                match message {
-                    ServerMessage::Positions(batch) => {
-                        if in_load {
-                            player.outcome.records_in_load += batch.len() as u64;
-                        }
-                        for entry in batch {
-                            player.see(entry.id);
-                            player.on_record(PositionRecord::moved(entry.id, entry.position), now);
-                        }
-                    }
-                    ServerMessage::PlayerJoined(info) => player.see(info.id),
-                    ServerMessage::Snapshot { players } => {
-                        // A snapshot is everything the client now sees (its
-                        // region after a change of view): it replaces the set.
-                        player.visible.clear();
-                        for state in players {
-                            player.see(state.info.id);
-                            if let Some(position) = state.position {
-                                player
-                                    .on_record(PositionRecord::moved(state.info.id, position), now);
-                            }
-                        }
-                    }
-                    ServerMessage::PlayerLeft { id } => {
-                        player.visible.remove(&id);
-                        player.on_record(PositionRecord::leave(id), now);
-                    }
-                    ServerMessage::Ping { nonce } => {
-                        let _ = encode_frame(&ClientMessage::Pong { nonce }, out);
-                    }
-                    ServerMessage::Goodbye { .. } | ServerMessage::Rejected { .. } => {
-                        return Err(Failure::Closed);
-                    }
-                    _ => {}
-                }
+                self.handle(message, player, out, now, in_load)?;
             },
         }
         Ok(())
@@ -503,6 +611,7 @@ impl Player {
             load_end: None,
             finals_seen: HashSet::new(),
             counting: false,
+            counts_only: false,
             visible: HashSet::new(),
             walk: None,
             direct: None,
@@ -530,7 +639,7 @@ impl Player {
 
     /// A message named player `id`: it is in this client's view.
     fn see(&mut self, id: ClientId) {
-        if self.visible.insert(id) {
+        if !self.counts_only && self.visible.insert(id) {
             self.outcome.visible_max = self.outcome.visible_max.max(self.visible.len());
         }
     }
@@ -544,7 +653,9 @@ impl Player {
         match &mut self.walk {
             Some(walk) => {
                 let position = walk.step();
-                walk.pending.push_back((position, seq, at_us));
+                if !self.counts_only {
+                    walk.pending.push_back((position, seq, at_us));
+                }
                 position
             }
             None => {
@@ -563,7 +674,8 @@ impl Player {
 
     fn check_drained(&mut self) {
         self.count_pacer_sends();
-        if !self.sending && !self.drained && self.last_echo >= self.highest_sent {
+        let all_in = self.counts_only || self.last_echo >= self.highest_sent;
+        if !self.sending && !self.drained && all_in {
             self.drained = true;
             self.shared.drained.fetch_add(1, Ordering::AcqRel);
         }
@@ -605,8 +717,24 @@ impl Player {
         }
     }
 
+    /// A snapshot's copy of this client's own position: an echo if it is a
+    /// send not echoed yet (the server may coalesce a backlog into a
+    /// snapshot), else the state of an echo already seen: neither reordered
+    /// nor unknown.
+    fn on_own_snapshot_position(&mut self, position: Position, now: Arrival) {
+        let pending = match &self.walk {
+            Some(walk) => walk.pending.iter().any(|&(p, _, _)| p == position),
+            None => {
+                decode_seq(position).is_some_and(|s| s > self.last_echo && s <= self.highest_sent)
+            }
+        };
+        if pending {
+            self.on_own_record(position, now);
+        }
+    }
+
     fn on_own_record(&mut self, position: Position, now: Arrival) {
-        if position == FINAL {
+        if position == FINAL || self.counts_only {
             return;
         }
         if self.walk.is_some() {
@@ -877,6 +1005,28 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshots_own_position_is_an_echo_only_if_it_is_pending() {
+        let mut p = player(7, &[7, 8]);
+        let t0 = Instant::now();
+        let sent: Vec<Position> = (0..3).map(|_| p.next_position(t0)).collect();
+        let at = Arrival::at(t0 + Duration::from_millis(1));
+        p.on_record(PositionRecord::moved(7, sent[1]), at);
+        // The state of an echo already seen: neither reordered nor unknown.
+        p.on_own_snapshot_position(sent[0], at);
+        p.on_own_snapshot_position(sent[1], at);
+        p.on_own_snapshot_position(Position::new(-5, 3), at);
+        assert_eq!(p.outcome.anomalies.echo_reordered, 0);
+        assert_eq!(p.outcome.anomalies.echo_unknown, 0);
+        assert_eq!(p.outcome.echoes.count(), 1);
+        // A backlog coalesced into a snapshot: the latest send's echo.
+        p.on_own_snapshot_position(sent[2], at);
+        assert_eq!(p.outcome.echoes.count(), 2);
+        // The same record outside a snapshot is a reordering.
+        p.on_record(PositionRecord::moved(7, sent[0]), at);
+        assert_eq!(p.outcome.anomalies.echo_reordered, 1);
+    }
+
+    #[test]
     fn not_drained_until_the_last_echo() {
         let mut p = player(7, &[7]);
         let now = Instant::now();
@@ -958,6 +1108,7 @@ mod tests {
             id_tx: mpsc::unbounded_channel().0,
             limit: Arc::new(Semaphore::new(1)),
             world: None,
+            sampled: true,
         }
     }
 

@@ -185,7 +185,7 @@ class Bench:
         ports = {"positions": free_port(), "math": free_port()}
         if kind == "rust":
             ports["game"] = free_port()
-            args = [self.bins["server"], "--host", "127.0.0.1", "--game-port", str(ports["game"]),
+            args = [self.bins["gameserver"], "--host", "127.0.0.1", "--game-port", str(ports["game"]),
                     "--test-port", "0", "--math-port", str(ports["math"]),
                     "--positions-port", str(ports["positions"]),
                     *self.k["RUST_SERVER_ARGS"].split()]
@@ -411,7 +411,7 @@ def main():
     subprocess.run(["cargo", "build", "--release", "-p", "loadgen", "-p", "server"], cwd=ROOT,
                    check=True, stdout=sys.stderr)
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-    bins = {name: str(target / "release" / name) for name in ("server", "loadgen")}
+    bins = {name: str(target / "release" / name) for name in ("gameserver", "loadgen")}
     bench = Bench(k, bins)
     servers = k["SERVERS"].split()
     sections = k["SECTIONS"].split()

@@ -97,7 +97,7 @@ struct NodeProcess {
 impl NodeProcess {
     fn start(nats: &Nats, id: u16) -> NodeProcess {
         let positions = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_server"))
+        let child = Command::new(env!("CARGO_BIN_EXE_gameserver"))
             .args([
                 "--host",
                 "127.0.0.1",

@@ -76,11 +76,11 @@ def run_point(bins, layout, clients, seconds):
             wait_port(nats_port)
             url = f"nats://127.0.0.1:{nats_port}"
             ports = [free_port(), free_port()]
-            nodes = [start_node(bins["server"], p, url, i + 1) for i, p in enumerate(ports)]
+            nodes = [start_node(bins["gameserver"], p, url, i + 1) for i, p in enumerate(ports)]
             time.sleep(1.5)  # the nodes hear each other's heartbeats
         else:
             ports = [free_port()]
-            nodes = [start_node(bins["server"], ports[0])]
+            nodes = [start_node(bins["gameserver"], ports[0])]
         procs += nodes
         cpu_before = sum(cpu_seconds(p.pid) for p in nodes)
         load_before = os.getloadavg()[0]
@@ -123,7 +123,7 @@ def main():
     target = os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target"))
     subprocess.run(["cargo", "build", "--release", "-p", "server", "-p", "loadgen"],
                    cwd=ROOT, check=True)
-    bins = {name: f"{target}/release/{name}" for name in ("server", "loadgen")}
+    bins = {name: f"{target}/release/{name}" for name in ("gameserver", "loadgen")}
 
     runs = {"one": [], "two": []}
     for i in range(args.repeats):

@@ -1,4 +1,4 @@
-//! `game_client`: parses the command line and assembles plugins; everything
+//! `netgame`: parses the command line and assembles plugins; everything
 //! else lives in the library (see `lib.rs`).
 
 use std::process::ExitCode;

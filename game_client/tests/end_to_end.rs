@@ -1,5 +1,5 @@
 //! End to end: a real server in this process (every port 0), the real
-//! `game_client` binary, and the Python legacy positions client.
+//! `netgame` binary, and the Python legacy positions client.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -144,7 +144,7 @@ impl Watched {
 }
 
 fn client_command() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_game_client"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_netgame"));
     command
         .env("NO_COLOR", "1")
         .env("RUST_LOG", "info")
@@ -348,7 +348,7 @@ fn a_window_under_xvfb_shows_near_and_far_players_where_they_are() {
     let mut command = Command::new("xvfb-run");
     command
         .args(["-a", "-s", "-screen 0 1024x768x24"])
-        .arg(env!("CARGO_BIN_EXE_game_client"))
+        .arg(env!("CARGO_BIN_EXE_netgame"))
         // Spectating, the camera stays on the origin: known pixel positions.
         .args(["--spectate", "--name", "xvfb"])
         .args(["--connect", &server.addrs.game.to_string()])

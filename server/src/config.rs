@@ -15,7 +15,7 @@ use crate::http::HttpLimits;
 /// Every flag can also be set through the environment variable shown in
 /// brackets. A port of 0 means "any free port" (the chosen port is logged).
 #[derive(Debug, Clone, Parser)]
-#[command(name = "server", version)]
+#[command(name = "gameserver", version = env!("GAMESERVER_VERSION"))]
 pub struct Config {
     /// Address every service listens on.
     #[arg(long, env = "GAMESERVER_HOST", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
@@ -362,7 +362,7 @@ mod tests {
 
     #[test]
     fn default_matches_the_command_line_defaults() {
-        let parsed = Config::try_parse_from(["server"]).unwrap();
+        let parsed = Config::try_parse_from(["gameserver"]).unwrap();
         assert_eq!(format!("{parsed:?}"), format!("{:?}", Config::default()));
         assert!(!parsed.is_classic(), "the legacy contract is the default");
     }
@@ -370,7 +370,7 @@ mod tests {
     #[test]
     fn classic_switches_parse_and_reject_unknown_values() {
         let parsed = Config::try_parse_from([
-            "server",
+            "gameserver",
             "--legacy-welcome",
             "off",
             "--positions-records",
@@ -380,7 +380,7 @@ mod tests {
         assert_eq!(parsed.legacy_welcome, LegacyWelcome::Off);
         assert_eq!(parsed.positions_records, PositionsRecords::Hh);
         assert!(parsed.is_classic());
-        let err = Config::try_parse_from(["server", "--positions-records", "hhi"]).unwrap_err();
+        let err = Config::try_parse_from(["gameserver", "--positions-records", "hhi"]).unwrap_err();
         let message = err.to_string();
         assert!(
             message.contains("ihh") && message.contains("hh"),

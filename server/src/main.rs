@@ -1,4 +1,4 @@
-//! `server`: parse the flags, start logging, bind, serve until SIGINT/SIGTERM.
+//! `gameserver`: parse the flags, start logging, bind, serve until SIGINT/SIGTERM.
 
 use clap::Parser;
 use server::{Config, Server};
@@ -14,7 +14,7 @@ fn main() -> std::process::ExitCode {
     match runtime.enable_all().build() {
         Ok(runtime) => runtime.block_on(serve(config)),
         Err(err) => {
-            eprintln!("server: cannot start the runtime: {err}");
+            eprintln!("gameserver: cannot start the runtime: {err}");
             std::process::ExitCode::FAILURE
         }
     }

@@ -1,4 +1,4 @@
-//! The real `server` binary: flags, start-up log, and SIGTERM.
+//! The real `gameserver` binary: flags, start-up log, and SIGTERM.
 
 mod common;
 
@@ -26,7 +26,7 @@ type Log = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 async fn start_binary_logging(
     extra: &[&str],
 ) -> (tokio::process::Child, HashMap<String, SocketAddr>, Log) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_server"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gameserver"))
         .args([
             "--host",
             "127.0.0.1",
@@ -163,8 +163,42 @@ async fn sigterm_says_goodbye_closes_everyone_and_exits_zero_within_two_seconds(
 }
 
 #[tokio::test]
+async fn version_names_the_binary_and_the_commit_it_was_built_from() {
+    let output = Command::new(env!("CARGO_BIN_EXE_gameserver"))
+        .arg("--version")
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success());
+    let version = String::from_utf8_lossy(&output.stdout);
+    let expected = format!("gameserver {}", env!("CARGO_PKG_VERSION"));
+    // Built from a git checkout (as in CI): the commit follows the version.
+    // From a source tarball there is no commit to name.
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output();
+    match head {
+        Ok(head) if head.status.success() => {
+            // The short hash, whatever length git chose for it.
+            let head = String::from_utf8_lossy(&head.stdout);
+            let commit = version
+                .trim()
+                .strip_prefix(&format!("{expected} (git "))
+                .and_then(|rest| rest.strip_suffix(')'))
+                .unwrap_or_else(|| panic!("no commit in {version:?}"));
+            assert!(
+                commit.len() >= 7 && head.starts_with(commit),
+                "{commit} is not HEAD ({head})"
+            );
+        }
+        _ => assert_eq!(version.trim(), expected),
+    }
+}
+
+#[tokio::test]
 async fn help_lists_every_flag_with_its_environment_variable() {
-    let output = Command::new(env!("CARGO_BIN_EXE_server"))
+    let output = Command::new(env!("CARGO_BIN_EXE_gameserver"))
         .arg("--help")
         .output()
         .await
@@ -250,7 +284,7 @@ async fn help_lists_every_flag_with_its_environment_variable() {
 async fn a_taken_port_is_a_clear_error_not_a_panic() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
-    let output = Command::new(env!("CARGO_BIN_EXE_server"))
+    let output = Command::new(env!("CARGO_BIN_EXE_gameserver"))
         .args(["--host", "127.0.0.1", "--game-port", &port])
         .env("NO_COLOR", "1")
         .output()

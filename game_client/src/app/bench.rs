@@ -1,4 +1,4 @@
-//! `game_client bench-ecs`: the client's ECS cost with a crowd.
+//! `netgame bench-ecs`: the client's ECS cost with a crowd.
 //!
 //! A feeder thread plays the network thread: Welcome, a Snapshot of N
 //! players, then every player moves at `rate_hz`, sent as `Positions` batches

@@ -17,7 +17,7 @@ use crate::{ClientSettings, ControlMode};
 /// Keys: WASD/arrows move (or pan when spectating), wheel zooms, F fits
 /// everyone, F1 network overlay, F2 link conditioner, M/1-4/Enter math.
 #[derive(Debug, Parser)]
-#[command(name = "game_client", version, args_conflicts_with_subcommands = true)]
+#[command(name = "netgame", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

@@ -1,4 +1,4 @@
-//! `game_client demo --windows N`: one command, N players in N windows.
+//! `netgame demo --windows N`: one command, N players in N windows.
 //!
 //! The parent ensures a server (embedded if none answers on 127.0.0.1:7000),
 //! starts N child processes of this same binary with `--connect`, a name and

@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// The server binary: the one place that names it.
-pub const SERVER_BIN: &str = env!("CARGO_BIN_EXE_server");
+pub const SERVER_BIN: &str = env!("CARGO_BIN_EXE_gameserver");
 
 /// Longest a process may take to start and report its ports.
 pub const START_BUDGET: Duration = Duration::from_secs(10);

@@ -221,35 +221,92 @@ async fn a_viewer_cannot_move_anyone_and_is_closed_if_it_tries() {
     server.stop().await;
 }
 
+/// Reads until the viewer's connection ends without a close frame (the
+/// server dropped it) and asserts it does within `PATIENCE`.
+async fn expect_dropped(viewer: &mut Viewer) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match tokio::time::timeout_at(deadline, viewer.next()).await {
+            Err(_) => panic!("viewer still open after {PATIENCE:?}"),
+            Ok(None | Some(Err(_))) => return,
+            Ok(Some(Ok(Message::Close(frame)))) => panic!("closed with {frame:?}, not dropped"),
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+}
+
+/// `GET /` asking the server to close after answering; the whole answer,
+/// once it has closed.
+async fn get_and_close(addr: SocketAddr) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut stream,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    String::from_utf8_lossy(&expect_closed(&mut stream).await).into_owned()
+}
+
 #[tokio::test]
-async fn over_the_cap_an_http_client_is_answered_503_and_closed() {
+async fn at_the_cap_a_request_closes_the_oldest_viewer_only_when_none_waits() {
     let server = TestServer::with(|c| {
         with_web(c);
-        c.web_max_connections = 2;
+        c.web_max_connections = 3;
     })
     .await;
     let addr = web_addr(&server);
-    let first = open_viewer(addr).await;
-    let _second = open_viewer(addr).await;
-    match tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            assert_eq!(response.status(), 503)
-        }
-        other => panic!("expected a 503, got {other:?}"),
+    let mut oldest = open_viewer(addr).await;
+    let mut newest = open_viewer(addr).await;
+    // The third slot: a half-sent request, the one that waits.
+    let mut waiting = TcpStream::connect(addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut waiting, b"GET / HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    // A page load at the cap closes the waiting one, not a viewer ...
+    assert!(get_and_close(addr).await.starts_with("HTTP/1.1 200"));
+    expect_closed(&mut waiting).await;
+    // ... and once only viewers hold the slots, the next takes the oldest
+    // viewer's.
+    let _third = open_viewer(addr).await;
+    assert!(get_and_close(addr).await.starts_with("HTTP/1.1 200"));
+    expect_dropped(&mut oldest).await;
+    let (mut mover, mover_id) = connect_legacy(server.addrs.positions).await;
+    send_position(&mut mover, 7, 7).await;
+    let mut view = View::default();
+    watch_until(&mut newest, &mut view, "the move", |v| {
+        v.players.get(&mover_id).and_then(|s| s.position) == Some((7, 7))
+    })
+    .await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_live_viewer_outlasts_a_flood_of_half_sent_requests() {
+    let server = TestServer::with(|c| {
+        with_web(c);
+        c.web_max_connections = 4;
+    })
+    .await;
+    let addr = web_addr(&server);
+    let mut viewer = open_viewer(addr).await;
+    let mut flood = Vec::new();
+    for _ in 0..200 {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut stream, b"GET / HTTP/1.1\r\nHost: x")
+            .await
+            .unwrap();
+        flood.push(stream);
     }
-    let response = request(addr, "GET", "/").await;
-    assert_eq!(response.status(), 503);
-    // A viewer that leaves frees its slot.
-    drop(first);
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let status = request(addr, "GET", "/").await.status();
-        if status == 200 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "slot never freed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert_eq!(request(addr, "GET", "/").await.status(), 200);
+    let (mut mover, mover_id) = connect_legacy(server.addrs.positions).await;
+    send_position(&mut mover, 3, 4).await;
+    let mut view = View::default();
+    watch_until(&mut viewer, &mut view, "the move", |v| {
+        v.players.get(&mover_id).and_then(|s| s.position) == Some((3, 4))
+    })
+    .await;
+    drop(flood);
     server.stop().await;
 }
 

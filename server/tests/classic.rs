@@ -297,7 +297,7 @@ fn script(name: &str) -> PathBuf {
 /// every port 0; returns it, the addresses it logged, and whether it logged
 /// that the classic switches are on.
 async fn start_classic_binary() -> (tokio::process::Child, HashMap<String, SocketAddr>, bool) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_server"))
+    let mut child = Command::new(server_binary())
         .args([
             "--host",
             "127.0.0.1",

@@ -406,6 +406,71 @@ async fn a_viewer_that_stops_reading_is_coalesced_and_never_slows_players() {
 }
 
 #[tokio::test]
+async fn a_viewer_that_answers_no_ping_is_dropped_after_the_idle_timeout_and_holds_up_no_one() {
+    const IDLE: Duration = Duration::from_millis(600);
+    let server = TestServer::with(|c| {
+        with_web(c);
+        c.http_idle_timeout_ms = IDLE.as_millis() as u64;
+    })
+    .await;
+    let addr = web_addr(&server);
+    // A WebSocket handshake by hand, then never a pong: its bytes are read
+    // raw, so nothing answers the server's pings.
+    let mut mute = TcpStream::connect(addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut mute,
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    // A viewer that reads (tungstenite answers each ping) and a player.
+    let mut live = open_viewer(addr).await;
+    let (mut mover, mover_id) = connect_legacy(server.addrs.positions).await;
+    let mut view = View::default();
+    let mut x = 0;
+    // Until the mute one is dropped, the live viewer and the mover keep
+    // going: a move every 50 ms reaches both.
+    let mute_closed = async {
+        let got = expect_closed(&mut mute).await;
+        (got, started.elapsed())
+    };
+    let keep_moving = async {
+        loop {
+            x += 1;
+            send_position(&mut mover, x, 0).await;
+            read_record_until(&mut mover, |r| r.id == mover_id && r.x == x).await;
+            watch_until(&mut live, &mut view, "a move", |v| {
+                v.players.get(&mover_id).and_then(|s| s.position) == Some((x, 0))
+            })
+            .await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let (got, closed_after) = tokio::select! {
+        closed = mute_closed => closed,
+        _ = keep_moving => unreachable!(),
+    };
+    assert!(got.starts_with(b"HTTP/1.1 101"), "upgraded first");
+    // Its last frame: Close, code 1008, "no pong".
+    let close = [&[0x88u8, 9, 0x03, 0xF0][..], b"no pong"].concat();
+    assert!(got.ends_with(&close), "not closed for want of a pong");
+    assert!(
+        closed_after >= IDLE * 9 / 10,
+        "dropped after {closed_after:?}, before the idle timeout"
+    );
+    assert!(x > 5, "only {x} moves went through meanwhile");
+    // The live viewer, which answered, outlives it.
+    send_position(&mut mover, -1, -1).await;
+    watch_until(&mut live, &mut view, "the last move", |v| {
+        v.players.get(&mover_id).and_then(|s| s.position) == Some((-1, -1))
+    })
+    .await;
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn viewers_are_closed_with_going_away_on_shutdown() {
     let server = TestServer::with(with_web).await;
     let mut viewer = open_viewer(web_addr(&server)).await;

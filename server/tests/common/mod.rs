@@ -17,6 +17,11 @@ use tokio::task::JoinHandle;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
+/// The server binary under test: the one place its name is spelled.
+pub fn server_binary() -> &'static std::path::Path {
+    std::path::Path::new(env!("CARGO_BIN_EXE_server"))
+}
+
 /// Longest a test waits for something that should happen.
 pub const PATIENCE: Duration = Duration::from_secs(5);
 

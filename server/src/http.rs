@@ -598,3 +598,36 @@ pub fn log_listening(what: &str, addr: SocketAddr, limits: &HttpLimits) {
           header_timeout_ms = limits.header_timeout.as_millis() as u64,
           idle_timeout_ms = limits.idle_timeout.as_millis() as u64, "serving {what}");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_cap_closes_the_longest_waiting_first_and_a_busy_one_only_when_none_waits() {
+        let table = Arc::new(Table::default());
+        let viewer = Table::register(&table);
+        viewer.phases().set(Phase::Upgraded);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let old = Table::register(&table);
+        let kept_alive = Table::register(&table);
+        kept_alive.phases().set(Phase::Serving);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let serving = Table::register(&table);
+        serving.phases().set(Phase::Serving);
+        // Answered, it waits again: since now, the newest wait.
+        kept_alive.phases().set(Phase::Waiting);
+        let gone = Table::register(&table);
+        drop(gone);
+
+        assert_eq!(table.close_one(), Some(Phase::Waiting));
+        assert!(old.close.is_cancelled() && !kept_alive.close.is_cancelled());
+        assert_eq!(table.close_one(), Some(Phase::Waiting));
+        assert!(kept_alive.close.is_cancelled());
+        // None waits: the one longest in its phase, the viewer.
+        assert_eq!(table.close_one(), Some(Phase::Upgraded));
+        assert!(viewer.close.is_cancelled() && !serving.close.is_cancelled());
+        assert_eq!(table.close_one(), Some(Phase::Serving));
+        assert_eq!(table.close_one(), None);
+    }
+}

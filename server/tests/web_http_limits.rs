@@ -202,6 +202,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
     server.stop().await;
 }
 
+#[cfg(target_os = "linux")]
 #[tokio::test]
 async fn a_client_that_stops_reading_responses_is_closed_after_the_idle_timeout() {
     // A long header timeout: only the idle timeout can close it in time.
@@ -245,6 +246,7 @@ async fn a_client_that_stops_reading_responses_is_closed_after_the_idle_timeout(
 /// Whether the kernel holds the connection from `server` to `client` as
 /// established (Linux's `/proc/net/tcp`, loopback IPv4): once the server
 /// closes its socket it is in FIN-WAIT or gone.
+#[cfg(target_os = "linux")]
 fn server_side_established(server: SocketAddr, client: SocketAddr) -> bool {
     let hex = |addr: SocketAddr| match addr {
         SocketAddr::V4(v4) => format!(

@@ -275,6 +275,21 @@ fn a_headless_client_retries_until_the_server_appears() {
     );
 }
 
+/// The one rule for a test that needs a tool the machine may lack (as in
+/// the server's tests): with `CI` set to anything non-empty, a missing tool
+/// fails the test; elsewhere the test is skipped, and says so on the
+/// terminal itself (libtest captures `eprintln!`, not a write to `stderr`).
+fn skip_unless_ci(test: &str, tool: &str, install: &str) {
+    if std::env::var_os("CI").is_some_and(|ci| !ci.is_empty()) {
+        panic!("CI is set but {tool} is missing, so {test} cannot run: {install}");
+    }
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n*** SKIPPED {test}: {tool} not found ({install}; with CI set it fails instead) ***\n"
+    );
+}
+
 fn xvfb_run_available() -> bool {
     Command::new("sh")
         .args(["-c", "command -v xvfb-run"])
@@ -324,15 +339,10 @@ fn legacy_pixels(image: &Image, (x0, x1): (u32, u32), (y0, y1): (u32, u32)) -> u
 #[test]
 fn a_window_under_xvfb_shows_near_and_far_players_where_they_are() {
     if !xvfb_run_available() {
-        if std::env::var_os("CI").is_some() {
-            panic!(
-                "CI is set but xvfb-run is missing: this test must run in CI \
-                 (apt-get install xvfb xauth mesa-vulkan-drivers)"
-            );
-        }
-        eprintln!(
-            "\n*** SKIPPED: xvfb-run not found, the window test did not run \
-             (apt-get install xvfb xauth mesa-vulkan-drivers; it fails instead when CI is set) ***\n"
+        skip_unless_ci(
+            "the window test",
+            "xvfb-run",
+            "apt-get install xvfb xauth mesa-vulkan-drivers",
         );
         return;
     }

@@ -140,6 +140,22 @@ fn the_link_conditioner_adds_twice_its_lag_to_the_round_trip() {
     server.stop();
 }
 
+/// Waits until `id` joins, as seen on `events`; returns the events before.
+fn joined(events: &Receiver<NetEvent>, id: i32) -> Vec<NetEvent> {
+    wait_for(events, "a player joining", |e| match e {
+        NetEvent::Server(ServerMessage::PlayerJoined(info)) if info.id == id => Some(()),
+        _ => None,
+    })
+    .1
+}
+
+fn position_updates(events: &[NetEvent]) -> usize {
+    events
+        .iter()
+        .filter(|e| matches!(e, NetEvent::Server(ServerMessage::Positions(_))))
+        .count()
+}
+
 #[test]
 fn full_loss_drops_every_position_update_but_nothing_else() {
     let server = EmbeddedServer::start_ephemeral().expect("server binds");
@@ -149,34 +165,48 @@ fn full_loss_drops_every_position_update_but_nothing_else() {
     };
     let watcher = connect(&server, "lossy", lossy);
     welcome_id(&watcher.events);
+    // The same stream without loss, to show the moves were there to drop.
+    let control = connect(&server, "control", LinkConditions::default());
+    welcome_id(&control.events);
     let mover = connect(&server, "mover", LinkConditions::default());
     let mover_id = welcome_id(&mover.events);
-    wait_for(&watcher.events, "the mover joining", |e| match e {
-        NetEvent::Server(ServerMessage::PlayerJoined(info)) if info.id == mover_id => Some(()),
-        _ => None,
-    });
-    for x in 0..10 {
+    joined(&watcher.events, mover_id);
+    joined(&control.events, mover_id);
+    for x in 1..=10 {
         mover
             .commands
             .send(NetCommand::Send(ClientMessage::MyPosition(Position::new(
                 x, 0,
             ))))
             .unwrap();
-        std::thread::sleep(Duration::from_millis(50));
     }
-    // Pings are not position updates: an RTT still arrives, and by then the
-    // ten moves (sent before it) would have too.
-    next_rtt(&watcher.events);
-    let (_, before) = wait_for(&watcher.events, "another RTT", |e| match e {
-        NetEvent::Rtt(_) => Some(()),
+    wait_for(&control.events, "the last move", |e| match e {
+        NetEvent::Server(ServerMessage::Positions(list))
+            if list
+                .iter()
+                .any(|p| p.id == mover_id && p.position == Position::new(10, 0)) =>
+        {
+            Some(())
+        }
         _ => None,
     });
-    let positions = before
-        .iter()
-        .filter(|e| matches!(e, NetEvent::Server(ServerMessage::Positions(_))))
-        .count();
-    assert_eq!(positions, 0, "loss 1.0 let positions through: {before:?}");
+    // The sentinel: a player who joins after the last move went out. Its
+    // `PlayerJoined` follows every move on each stream, and is no position
+    // update, so it must come through; nothing the moves sent may precede
+    // it on the lossy link.
+    let sentinel = connect(&server, "sentinel", LinkConditions::default());
+    let sentinel_id = welcome_id(&sentinel.events);
+    let before = joined(&watcher.events, sentinel_id);
+    assert_eq!(
+        position_updates(&before),
+        0,
+        "loss 1.0 let positions through: {before:?}"
+    );
+    // Pings are not position updates either: an RTT still arrives.
+    next_rtt(&watcher.events);
+    stop(sentinel);
     stop(mover);
+    stop(control);
     stop(watcher);
     server.stop();
 }

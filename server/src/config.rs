@@ -134,8 +134,9 @@ pub struct Config {
     #[arg(long, env = "GAMESERVER_METRICS", value_name = "HOST:PORT")]
     pub metrics: Option<SocketAddr>,
 
-    /// Most connections to the metrics port at once; more are answered 503
-    /// and closed. Its own budget: admin traffic never takes a player's slot.
+    /// Most connections to the metrics port at once; at the cap a new one
+    /// closes the one that has waited longest without completing a request.
+    /// Its own budget: admin traffic never takes a player's slot.
     #[arg(long, env = "GAMESERVER_METRICS_MAX_CONNECTIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
     pub metrics_max_connections: u32,
 
@@ -146,7 +147,8 @@ pub struct Config {
     pub web: Option<SocketAddr>,
 
     /// Most connections to the web view at once (page loads and live
-    /// viewers); more are answered 503 and closed.
+    /// viewers); at the cap a new one closes the one that has waited longest
+    /// without completing a request (a live viewer only if none waits).
     #[arg(long, env = "GAMESERVER_WEB_MAX_CONNECTIONS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub web_max_connections: u32,
 

@@ -26,7 +26,16 @@ type Log = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 async fn start_binary_logging(
     extra: &[&str],
 ) -> (tokio::process::Child, HashMap<String, SocketAddr>, Log) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gameserver"))
+    start_binary_under(Command::new(server_binary()), extra).await
+}
+
+/// As [`start_binary_logging`], the binary started by `command`: the binary
+/// itself, or a wrapper (such as `prlimit`) whose last argument it is.
+async fn start_binary_under(
+    mut command: Command,
+    extra: &[&str],
+) -> (tokio::process::Child, HashMap<String, SocketAddr>, Log) {
+    let mut child = command
         .args([
             "--host",
             "127.0.0.1",
@@ -45,6 +54,7 @@ async fn start_binary_logging(
         .expect("server binary starts");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut addrs = HashMap::new();
+    let log = Log::default();
     while addrs.len() < 4 {
         let line = tokio::time::timeout(PATIENCE, lines.next_line())
             .await
@@ -52,6 +62,7 @@ async fn start_binary_logging(
             .unwrap()
             .expect("server still running");
         let line = strip_ansi(&line);
+        log.lock().unwrap().push(line.clone());
         if !line.contains("listening") {
             continue;
         }
@@ -64,7 +75,6 @@ async fn start_binary_logging(
             addrs.insert(service, addr.parse().expect("a socket address"));
         }
     }
-    let log = Log::default();
     let kept = log.clone();
     tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
@@ -198,7 +208,7 @@ async fn version_names_the_binary_and_the_commit_it_was_built_from() {
 
 #[tokio::test]
 async fn help_lists_every_flag_with_its_environment_variable() {
-    let output = Command::new(env!("CARGO_BIN_EXE_gameserver"))
+    let output = Command::new(server_binary())
         .arg("--help")
         .output()
         .await
@@ -284,7 +294,7 @@ async fn help_lists_every_flag_with_its_environment_variable() {
 async fn a_taken_port_is_a_clear_error_not_a_panic() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
-    let output = Command::new(env!("CARGO_BIN_EXE_gameserver"))
+    let output = Command::new(server_binary())
         .args(["--host", "127.0.0.1", "--game-port", &port])
         .env("NO_COLOR", "1")
         .output()
@@ -377,4 +387,86 @@ async fn a_churn_of_resets_and_violations_leaves_a_few_summary_lines() {
         "the first violations are logged in full: {warnings:?}"
     );
     assert_eq!(full + summarised, VIOLATIONS, "{warnings:?}");
+}
+
+/// The binary run by `prlimit` with `RLIMIT_NOFILE` at `soft`:`hard`.
+#[cfg(target_os = "linux")]
+fn under_nofile_limit(soft: u64, hard: u64) -> Command {
+    let mut command = Command::new("prlimit");
+    command
+        .arg(format!("--nofile={soft}:{hard}"))
+        .arg("--")
+        .arg(server_binary());
+    command
+}
+
+/// The value of `field=` on the first logged line containing `message`.
+fn logged_field(log: &Log, message: &str, field: &str) -> Option<String> {
+    let log = log.lock().unwrap();
+    let line = log.iter().find(|line| line.contains(message))?;
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{field}=")))
+        .map(str::to_owned)
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_open_file_limit_is_raised_to_the_hard_limit() {
+    let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+    let soft = 256.min(hard);
+    let (_child, addrs, log) = start_binary_under(under_nofile_limit(soft, hard), &[]).await;
+    assert_eq!(
+        logged_field(&log, "open-file limit", "open_files"),
+        Some(hard.to_string()),
+        "log: {:?}",
+        log.lock().unwrap()
+    );
+    let (mut stream, id) = connect_legacy(addrs["positions"]).await;
+    send_position(&mut stream, 1, 2).await;
+    assert_eq!(read_record_until(&mut stream, |r| r.id == id).await.x, 1);
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn max_connections_is_lowered_to_what_the_open_file_limit_holds() {
+    // 150 descriptors, hard: the base headroom (64, no HTTP listener) leaves
+    // 86 for players, far below the default --max-connections.
+    const NOFILE: u64 = 150;
+    let room = NOFILE - server::fd_limit::BASE_HEADROOM;
+    let (_child, addrs, log) = start_binary_under(under_nofile_limit(NOFILE, NOFILE), &[]).await;
+    let lowered = "--max-connections does not fit the open-file limit";
+    assert_eq!(
+        logged_field(&log, lowered, "effective_max_connections"),
+        Some(room.to_string()),
+        "log: {:?}",
+        log.lock().unwrap()
+    );
+    // It serves, exactly up to the lowered cap: the next is refused cleanly
+    // (closed without an id), not failed by `accept`.
+    let mut players = Vec::new();
+    for _ in 0..room {
+        players.push(connect_legacy(addrs["math"]).await);
+    }
+    let mut refused = tokio::net::TcpStream::connect(addrs["math"]).await.unwrap();
+    assert!(expect_closed(&mut refused).await.is_empty());
+    // A player that leaves frees its slot for the next.
+    drop(players.pop());
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let mut stream = tokio::net::TcpStream::connect(addrs["positions"])
+            .await
+            .unwrap();
+        let mut greeting = [0u8; 4];
+        let got = tokio::time::timeout(
+            PATIENCE,
+            tokio::io::AsyncReadExt::read_exact(&mut stream, &mut greeting),
+        )
+        .await
+        .expect("an answer in time");
+        if got.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the freed slot never came back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

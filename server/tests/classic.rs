@@ -18,9 +18,6 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::Command;
 
-/// Long enough for a greeting or a snapshot to arrive on loopback.
-const QUIET: Duration = Duration::from_millis(300);
-
 /// A server with both classic switches on.
 async fn classic_server() -> TestServer {
     TestServer::with(|c| {
@@ -34,6 +31,22 @@ async fn classic_server() -> TestServer {
 /// trust the codec it checks.
 fn hh(x: i16, y: i16) -> Vec<u8> {
     [x.to_le_bytes(), y.to_le_bytes()].concat()
+}
+
+/// `struct.pack('<ihh', 4, a, b) + b'SUMA'`, by hand.
+fn suma(a: i16, b: i16) -> Vec<u8> {
+    [
+        4i32.to_le_bytes().as_slice(),
+        &a.to_le_bytes(),
+        &b.to_le_bytes(),
+        b"SUMA",
+    ]
+    .concat()
+}
+
+/// The math service's `<id` reply: status 0 and `value`.
+fn suma_reply(value: f64) -> Vec<u8> {
+    [0i32.to_le_bytes().as_slice(), &value.to_le_bytes()].concat()
 }
 
 /// Connects a classic positions client and waits until the world counts
@@ -82,16 +95,13 @@ async fn welcome_off_sends_no_byte_before_the_client_speaks() {
     let mut positions = TcpStream::connect(server.addrs.positions).await.unwrap();
     let mut math = TcpStream::connect(server.addrs.math).await.unwrap();
     let mut test = TcpStream::connect(server.addrs.test).await.unwrap();
-    // All three at once: the first probe is due one interval after connecting.
-    tokio::join!(
-        expect_silence(&mut positions, QUIET),
-        expect_silence(&mut math, QUIET),
-        expect_silence(&mut test, QUIET),
-    );
     // Each still has an id in the registry.
-    assert_eq!(server.shared.registry.len(), 3);
-    // The first thing the test-packets service sends is probe 1, counting
-    // all three clients.
+    let registry = &server.shared.registry;
+    eventually("all three registered", || registry.len() == 3).await;
+    // On each, the first bytes are the answer to what the client says (or
+    // the first probe), never a greeting: a 4-byte id before it would shift
+    // every field read below. The first thing the test-packets service
+    // sends is probe 1, counting all three clients.
     let probe = read_exact(&mut test, 8).await;
     assert_eq!(probe, [1i32.to_le_bytes(), 3i32.to_le_bytes()].concat());
     // With the default `ihh`, the position echo is an `<ihh` record whose
@@ -100,6 +110,8 @@ async fn welcome_off_sends_no_byte_before_the_client_speaks() {
     let record = read_record(&mut positions).await;
     assert!(record.id > 0);
     assert_eq!((record.x, record.y), (3, 4));
+    math.write_all(&suma(3, 4)).await.unwrap();
+    assert_eq!(read_exact(&mut math, 12).await, suma_reply(7.0));
     server.stop().await;
 }
 
@@ -107,22 +119,12 @@ async fn welcome_off_sends_no_byte_before_the_client_speaks() {
 async fn math_answers_id_with_the_welcome_off() {
     let server = TestServer::with(|c| c.legacy_welcome = LegacyWelcome::Off).await;
     let mut math = TcpStream::connect(server.addrs.math).await.unwrap();
-    // struct.pack('<ihh', 4, 3, 4) + b'SUMA'
-    let mut request = [
-        4i32.to_le_bytes().as_slice(),
-        &3i16.to_le_bytes(),
-        &4i16.to_le_bytes(),
-    ]
-    .concat();
-    request.extend_from_slice(b"SUMA");
-    math.write_all(&request).await.unwrap();
+    math.write_all(&suma(3, 4)).await.unwrap();
     // The first 12 bytes are the `<id` reply, not a greeting.
-    let reply = read_exact(&mut math, 12).await;
-    assert_eq!(
-        reply,
-        [0i32.to_le_bytes().as_slice(), &7.0f64.to_le_bytes()].concat()
-    );
-    expect_silence(&mut math, QUIET).await;
+    assert_eq!(read_exact(&mut math, 12).await, suma_reply(7.0));
+    // And nothing follows it: the next bytes are the next reply.
+    math.write_all(&suma(10, 20)).await.unwrap();
+    assert_eq!(read_exact(&mut math, 12).await, suma_reply(30.0));
     server.stop().await;
 }
 
@@ -150,11 +152,17 @@ async fn hh_relays_each_move_as_the_4_bytes_sent_to_everyone_the_mover_included(
     b.write_all(&hh(1, 2)).await.unwrap();
     assert_eq!(read_exact(&mut a, 4).await, hh(1, 2));
     assert_eq!(read_exact(&mut b, 4).await, hh(1, 2));
-    // No leave marker: when A goes, B receives nothing.
+    // No leave marker: when A goes, B receives nothing before its own next
+    // echo.
     drop(a);
     let world = &server.shared.world;
     eventually("A leaves the world", || world.player_count() == 1).await;
-    expect_silence(&mut b, QUIET).await;
+    b.write_all(&hh(SENTINEL.0, SENTINEL.1)).await.unwrap();
+    assert_eq!(
+        read_exact(&mut b, 4).await,
+        hh(SENTINEL.0, SENTINEL.1),
+        "something arrived before the sentinel"
+    );
     server.stop().await;
 }
 
@@ -180,7 +188,16 @@ async fn hh_newcomer_first_gets_one_packet_per_current_player() {
     ];
     snapshot.sort();
     assert_eq!(snapshot, expected, "one <hh per player with a position");
-    expect_silence(&mut newcomer, QUIET).await;
+    // Nothing more: the next packet is the newcomer's own echo.
+    newcomer
+        .write_all(&hh(SENTINEL.0, SENTINEL.1))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_exact(&mut newcomer, 4).await,
+        hh(SENTINEL.0, SENTINEL.1),
+        "something arrived before the sentinel"
+    );
     server.stop().await;
 }
 
@@ -280,7 +297,7 @@ fn script(name: &str) -> PathBuf {
 /// every port 0; returns it, the addresses it logged, and whether it logged
 /// that the classic switches are on.
 async fn start_classic_binary() -> (tokio::process::Child, HashMap<String, SocketAddr>, bool) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gameserver"))
+    let mut child = Command::new(server_binary())
         .args([
             "--host",
             "127.0.0.1",

@@ -298,3 +298,41 @@ async fn the_lane_serves_a_small_world_and_hands_its_players_over_when_it_grows(
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn with_a_broadcast_interval_moves_still_arrive_batched_no_sooner_than_the_interval() {
+    use std::time::{Duration, Instant};
+    const INTERVAL: Duration = Duration::from_millis(300);
+    let server = TestServer::with(|c| c.broadcast_interval_ms = INTERVAL.as_millis() as u64).await;
+    let (mut mover, mover_id) = connect_legacy(server.addrs.positions).await;
+    let (mut watcher, _) = connect_legacy(server.addrs.positions).await;
+    // Once the watcher has the first move, a broadcast has just gone out.
+    send_position(&mut mover, 1, 1).await;
+    read_record_until(&mut watcher, |r| r.id == mover_id && r.x == 1).await;
+    let sent = Instant::now();
+    // Three more moves at once wait for the next broadcast, a whole interval
+    // after that one; they arrive in order, the latest last.
+    for x in 2..=4 {
+        send_position(&mut mover, x, x).await;
+    }
+    let mut seen = Vec::new();
+    let arrived = loop {
+        let record = read_record_until(&mut watcher, |r| r.id == mover_id).await;
+        seen.push(record.x);
+        if record.x == 4 {
+            break sent.elapsed();
+        }
+    };
+    assert!(seen.is_sorted(), "out of order: {seen:?}");
+    // Delivery of the first move took a little of the interval already;
+    // half of it is a floor no broadcast without a pause can reach.
+    assert!(
+        arrived >= INTERVAL / 2,
+        "moves went out {arrived:?} after the last broadcast, interval {INTERVAL:?}"
+    );
+    assert_eq!(
+        server.shared.world.position_of(mover_id),
+        Some(shared::legacy::Position::new(4, 4))
+    );
+    server.stop().await;
+}

@@ -309,12 +309,46 @@ async fn ids_come_from_one_space_shared_by_every_service() {
     server.stop().await;
 }
 
+/// What the quiet client of [`a_flooding_client_does_not_starve_the_others`]
+/// lets its kernel buffer (the kernel doubles it).
+const QUIET_RECV_BUFFER: usize = 16 * 1024;
+
+/// Sends a position and reads until its echo; returns how many bytes of
+/// other records came first and how long it took.
+async fn echo_behind(stream: &mut TcpStream, id: i32, x: i16) -> (usize, Duration) {
+    let started = std::time::Instant::now();
+    send_position(stream, x, 500).await;
+    let mut before = 0;
+    loop {
+        let record = read_record(stream).await;
+        if record == (PositionRecord { id, x, y: 500 }) {
+            return (before, started.elapsed());
+        }
+        before += PositionRecord::SIZE;
+    }
+}
+
 #[tokio::test]
 async fn a_flooding_client_does_not_starve_the_others() {
     let server = TestServer::start().await;
     let (flooder, flooder_id) = connect_legacy(server.addrs.positions).await;
-    let (mut quiet, quiet_id) = connect_legacy(server.addrs.positions).await;
+    // The quiet client's kernel buffer is kept small, so what can wait for it
+    // is the server's bound, not the loopback's autotuned megabytes.
+    let quiet = TcpStream::connect(server.addrs.positions).await.unwrap();
+    let mut quiet = {
+        let std = quiet.into_std().unwrap();
+        socket2::SockRef::from(&std)
+            .set_recv_buffer_size(QUIET_RECV_BUFFER)
+            .unwrap();
+        TcpStream::from_std(std).unwrap()
+    };
+    let quiet_id = read_i32(&mut quiet).await;
     let (mut reader, mut writer) = flooder.into_split();
+    // Before the flood: the quiet client's own round trip, for the figures.
+    let mut calm = Vec::new();
+    for x in 1..=20i16 {
+        calm.push(echo_behind(&mut quiet, quiet_id, x).await.1);
+    }
     // The flooder writes positions as fast as the socket takes them, and
     // reads (and drops) everything so only its input is excessive.
     let stop = tokio_util::sync::CancellationToken::new();
@@ -340,23 +374,53 @@ async fn a_flooding_client_does_not_starve_the_others() {
             }
         }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    // While the flood goes on, the quiet client's positions still come back
-    // (a coalesced backlog may repeat an older one first: latest wins) and it
-    // keeps seeing the flooder move.
-    for x in 1..=5i16 {
-        send_position(&mut quiet, x, 500).await;
-        let echo = read_record_until(&mut quiet, |r| r.id == quiet_id && r.x == x).await;
-        assert_eq!(
-            echo,
-            PositionRecord {
-                id: quiet_id,
-                x,
-                y: 500
-            }
-        );
-    }
+    // Once the flood is on (the quiet client sees the flooder move) ...
     read_record_until(&mut quiet, |r| r.id == flooder_id).await;
+    let flood_bytes_before = received_bytes(&server.shared, "positions");
+    // ... the quiet client's positions still come back, each behind no more
+    // than the server lets queue for a client (its queue limit, then the
+    // socket's buffers), even after it has not read for a while: a backlog
+    // that grows with the flood goes past it.
+    let bound = server::fanout::BASE_QUEUE_BYTES
+        + 2 * server::fanout::QUEUE_BYTES_PER_PLAYER
+        + 2 * server::SEND_BUFFER_BYTES
+        + 2 * QUIET_RECV_BUFFER
+        + 2 * PositionRecord::SIZE;
+    let mut most_behind = 0;
+    for x in 100..105i16 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        most_behind = most_behind.max(echo_behind(&mut quiet, quiet_id, x).await.0);
+    }
+    // And while it reads, its echoes come back about as fast as a round
+    // trip under load can: far from the seconds a starved client waits.
+    let mut stormy = Vec::new();
+    for x in 200..220i16 {
+        stormy.push(echo_behind(&mut quiet, quiet_id, x).await.1);
+    }
+    let flooded = received_bytes(&server.shared, "positions") - flood_bytes_before;
+    stormy.sort();
+    calm.sort();
+    let median = stormy[stormy.len() / 2];
+    eprintln!(
+        "quiet echo: calm median {:?}; under flood median {median:?}, slowest {:?}; \
+         after 300 ms unread at most {most_behind} bytes ahead (bound {bound}); \
+         {flooded} flood bytes read meanwhile",
+        calm[calm.len() / 2],
+        stormy.last().unwrap()
+    );
+    assert!(
+        most_behind <= bound,
+        "an echo waited behind {most_behind} bytes, more than the {bound} a client may have queued"
+    );
+    // The flood was really on while the quiet client was served.
+    assert!(
+        flooded > 20 * 8 * 1000,
+        "the flooder was not flooding ({flooded} bytes)"
+    );
+    assert!(
+        median < Duration::from_millis(100),
+        "the quiet client's median echo took {median:?} under the flood"
+    );
     assert!(
         server.shared.registry.get(flooder_id).is_some(),
         "flooding is allowed, not a reason to drop"

@@ -17,6 +17,27 @@ use tokio::task::JoinHandle;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
+/// The server binary under test: the one place its name is spelled.
+pub fn server_binary() -> &'static std::path::Path {
+    std::path::Path::new(env!("CARGO_BIN_EXE_gameserver"))
+}
+
+/// The one rule for a test that needs a tool the machine may lack: with `CI`
+/// set to anything non-empty, a missing tool fails the test; elsewhere the
+/// test is skipped, and says so on the terminal itself (libtest captures
+/// `eprintln!`, not a write to `stderr`). Call it when `tool` is missing;
+/// `install` says how to get it.
+pub fn skip_unless_ci(test: &str, tool: &str, install: &str) {
+    if std::env::var_os("CI").is_some_and(|ci| !ci.is_empty()) {
+        panic!("CI is set but {tool} is missing, so {test} cannot run: {install}");
+    }
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n*** SKIPPED {test}: {tool} not found ({install}; with CI set it fails instead) ***\n"
+    );
+}
+
 /// Longest a test waits for something that should happen.
 pub const PATIENCE: Duration = Duration::from_secs(5);
 

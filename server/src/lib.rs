@@ -171,7 +171,7 @@ impl Server {
         }
         let shared = Arc::new(Shared {
             registry: Arc::new(registry),
-            metrics: Arc::new(Metrics::new(&world, cluster_metrics.as_ref())),
+            metrics: Arc::new(metrics(&world, cluster_metrics.as_ref())),
             world,
             shutdown: CancellationToken::new(),
             config,
@@ -401,7 +401,10 @@ fn admit(
             Service::Positions => services::positions::serve(stream, id, &shared, lane).await,
         };
         drop(registration);
-        shared.metrics.disconnected(service, &reason);
+        shared.metrics.disconnected(service, reason.label());
+        if matches!(reason, Disconnect::WriteTimeout(_)) {
+            shared.metrics.slow_consumer_dropped();
+        }
         log_disconnect(id, service, &reason);
     };
     let Some((lane, ticket)) = lane else {
@@ -428,4 +431,45 @@ fn log_disconnect(id: shared::ClientId, service: Service, reason: &Disconnect) {
     } else if log_throttle::WARNINGS.admit(reason.label()) {
         warn!(client = id, %service, reason = %reason, "disconnected");
     }
+}
+
+/// Every counter: the server's own, the world's and the cluster's, each
+/// layer registering its own.
+fn metrics(world: &World, cluster: Option<&cluster::ClusterMetrics>) -> Metrics {
+    let mut metrics = Metrics::default();
+    let r = metrics.registry_mut();
+    world.register_metrics(r);
+    if let Some(cluster) = cluster {
+        r.register(
+            "cluster_connected",
+            "1 while the node is connected to NATS",
+            cluster.connected.clone(),
+        );
+        r.register(
+            "cluster_nodes_seen",
+            "Other nodes heard from recently",
+            cluster.nodes_seen.clone(),
+        );
+        r.register(
+            "cluster_remote_players",
+            "Players of other nodes in this node's world",
+            cluster.remote_players.clone(),
+        );
+        r.register(
+            "cluster_events_published",
+            "Events of this node's players published to the cluster",
+            cluster.events_published.clone(),
+        );
+        r.register(
+            "cluster_events_received",
+            "Events of other nodes' players received",
+            cluster.events_received.clone(),
+        );
+        r.register(
+            "cluster_resyncs",
+            "State requests to other nodes (new, restarted or out-of-step nodes)",
+            cluster.resyncs.clone(),
+        );
+    }
+    metrics
 }

@@ -16,7 +16,8 @@ use shared::native::{
 };
 
 use super::{Encoded, WireFormat};
-use crate::world::{Cell, CellMap, Event, Region, State};
+use crate::world::grid::{Cell, CellMap, Region};
+use crate::world::state::{Event, State};
 
 /// Native protocol frames.
 #[derive(Debug)]

@@ -6,10 +6,10 @@
 //! bytes for every subscriber; see [`crate::fanout`] for how memory stays
 //! bounded when a subscriber falls behind.
 
-mod grid;
-mod move_rate;
+pub mod grid;
+pub mod move_rate;
 mod pacing;
-mod state;
+pub mod state;
 
 /// A legacy player named after its id, for the tests of the world and the fan-out.
 #[cfg(test)]
@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
 use shared::ClientId;
 use shared::legacy::Position;
 use shared::native::{PlayerInfo, PlayerState};
@@ -33,7 +34,6 @@ pub use pacing::{MAX_BROADCAST_INTERVAL, Pacer};
 pub use state::{Crossing, Event, LOG_COMPACT_MIN, MAX_MOVES_PER_BROADCAST, Player, State};
 
 use crate::fanout::{self, Fanout, Outgoing, SubscriberKey, Taken, WireFormat};
-use crate::metrics::Counter;
 
 /// Longest the broadcaster waits for the subscribers of one broadcast to
 /// take it before it sends the next anyway (a subscriber stuck in a write

@@ -13,12 +13,7 @@ use tokio::time::Instant;
 use super::grid::{Cell, Grid, Region};
 use super::move_rate::{MoveBudget, MoveRate};
 
-/// Positions of one player that a single broadcast carries in full; past
-/// that, the player's newest position replaces its last one in the log.
-/// Bursts (several positions in one TCP read) are delivered whole; a client
-/// sending faster than this is coalesced, latest wins, so one flooder cannot
-/// fill everyone's pipe with its own moves.
-pub const MAX_MOVES_PER_BROADCAST: u32 = 32;
+pub use super::move_rate::MAX_MOVES_PER_BROADCAST;
 
 /// The log is compacted once it holds this many entries, or two per player.
 pub const LOG_COMPACT_MIN: usize = 4096;

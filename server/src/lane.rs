@@ -26,6 +26,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::runtime::{Builder, Handle};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::warn;
 
 /// World size (subscribers) below which players go to the lane, by default
 /// (`--lane-connections`).
@@ -173,6 +174,23 @@ impl Lane {
 impl Drop for Lane {
     fn drop(&mut self) {
         self.stop.cancel();
+    }
+}
+
+/// The lane for worlds of fewer than `capacity` subscribers, if any.
+pub(crate) fn start(
+    capacity: usize,
+    gauge: prometheus_client::metrics::gauge::Gauge,
+) -> Option<Arc<Lane>> {
+    if capacity == 0 {
+        return None;
+    }
+    match Lane::start(capacity, tokio::runtime::Handle::current(), gauge) {
+        Ok(lane) => Some(Arc::new(lane)),
+        Err(err) => {
+            warn!(cause = %err, "cannot start the lane thread; every connection goes to the worker threads");
+            None
+        }
     }
 }
 

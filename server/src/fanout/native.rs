@@ -11,13 +11,13 @@ use std::ops::Range;
 use bytes::{Bytes, BytesMut};
 use shared::ClientId;
 use shared::native::{
-    PlayerPosition, PlayerState, ServerMessage, encode_frame, encode_position_entries,
-    encode_positions_frame,
+    POSITIONS_FRAME_OVERHEAD, PlayerPosition, ServerMessage, encode_position_entries,
+    encode_positions_frame, frame, push_frame,
 };
 
 use super::{Encoded, WireFormat};
 use crate::world::grid::{Cell, CellMap, Region};
-use crate::world::state::{Event, State};
+use crate::world::state::{Event, Player, State};
 
 /// Native protocol frames.
 #[derive(Debug)]
@@ -61,13 +61,7 @@ impl WireFormat for NativeFrames {
     /// One `Snapshot` frame of every player. Owed leaves need no message:
     /// the snapshot replaces the client's whole view.
     fn encode_snapshot(&self, state: &State, _owed_leaves: &[ClientId]) -> Encoded {
-        let players = state
-            .players()
-            .map(|p| PlayerState {
-                info: p.info.clone(),
-                position: p.position,
-            })
-            .collect();
+        let players = state.players().map(Player::to_state).collect();
         let mut out = BytesMut::new();
         push_frame(&ServerMessage::Snapshot { players }, &mut out);
         Encoded {
@@ -108,9 +102,6 @@ struct CellEntry {
     /// Crossings into or out of this cell (indices into `crossings`).
     crossings: Vec<usize>,
 }
-
-/// Bytes of a `Positions` frame besides its entries: length, tag, count.
-const POSITIONS_FRAME_OVERHEAD: usize = 4 + 1 + 9;
 
 /// Most cells of the rectangle around the cells with news, per cell with
 /// news, for which [`CellNews`] keeps a table of sums over the rectangle.
@@ -277,11 +268,11 @@ impl CellNews {
             let joined = crossing
                 .to
                 .and(state.player(crossing.id))
-                .map(|p| frame_bytes(&ServerMessage::PlayerJoined(p.info.clone())));
+                .map(|p| frame(&ServerMessage::PlayerJoined(p.info.clone())));
             crossings.push(CrossingFrames {
                 from: crossing.from,
                 to: crossing.to,
-                left: frame_bytes(&ServerMessage::PlayerLeft { id: crossing.id }),
+                left: frame(&ServerMessage::PlayerLeft { id: crossing.id }),
                 joined,
             });
             for cell in [crossing.from, crossing.to].into_iter().flatten() {
@@ -400,21 +391,12 @@ impl CellNews {
 pub fn encode_region_snapshot(state: &State, region: &Region) -> Encoded {
     let players = state
         .players_in_region(region)
-        .map(|p| PlayerState {
-            info: p.info.clone(),
-            position: p.position,
-        })
+        .map(Player::to_state)
         .collect();
     Encoded {
-        bytes: frame_bytes(&ServerMessage::Snapshot { players }),
+        bytes: frame(&ServerMessage::Snapshot { players }),
         messages: 1,
     }
-}
-
-fn frame_bytes(message: &ServerMessage) -> Bytes {
-    let mut out = BytesMut::new();
-    push_frame(message, &mut out);
-    out.freeze()
 }
 
 fn flush_moves(moves: &mut Vec<PlayerPosition>, out: &mut BytesMut) -> u64 {
@@ -423,14 +405,6 @@ fn flush_moves(moves: &mut Vec<PlayerPosition>, out: &mut BytesMut) -> u64 {
     }
     push_frame(&ServerMessage::Positions(std::mem::take(moves)), out);
     1
-}
-
-/// Appends one frame of ours.
-pub fn push_frame(message: &ServerMessage, out: &mut BytesMut) {
-    // Encoding our own message types into memory cannot fail.
-    if let Err(err) = encode_frame(message, out) {
-        tracing::error!(cause = %err, "could not encode a broadcast frame");
-    }
 }
 
 #[cfg(test)]

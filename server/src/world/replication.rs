@@ -12,7 +12,7 @@ use shared::native::PlayerState;
 use tokio::sync::mpsc;
 
 use super::World;
-use super::state::Event;
+use super::state::{Event, Player};
 
 /// Where a cluster node's own events go after each broadcast.
 #[derive(Debug)]
@@ -133,10 +133,7 @@ impl World {
             .state
             .players()
             .filter(|p| node_of(p.info.id) == node)
-            .map(|p| PlayerState {
-                info: p.info.clone(),
-                position: p.position,
-            })
+            .map(Player::to_state)
             .collect()
     }
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use shared::ClientId;
 use shared::legacy::Position;
-use shared::native::PlayerInfo;
+use shared::native::{PlayerInfo, PlayerState};
 use tokio::time::Instant;
 
 use super::grid::{Cell, Grid, Region};
@@ -58,6 +58,16 @@ pub struct Player {
     /// Whether its latest position is held back by the cap (see
     /// [`State::move_player`]): it goes out once the budget allows.
     held: bool,
+}
+
+impl Player {
+    /// This player as the protocol carries it (snapshots, replication).
+    pub fn to_state(&self) -> PlayerState {
+        PlayerState {
+            info: self.info.clone(),
+            position: self.position,
+        }
+    }
 }
 
 impl Player {

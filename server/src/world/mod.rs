@@ -13,6 +13,7 @@ pub mod move_rate;
 mod pacing;
 mod replication;
 pub mod state;
+pub mod sums;
 
 /// A legacy player named after its id, for the tests of the world and the fan-out.
 #[cfg(test)]

@@ -23,9 +23,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::metrics::gauge::Gauge;
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::runtime::{Builder, Handle};
+use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::warn;
+
+use crate::connection::{Connection, Disconnect};
 
 /// World size (subscribers) below which players go to the lane, by default
 /// (`--lane-connections`).
@@ -78,6 +84,41 @@ impl Ticket {
     /// session goes on (its socket registered there anew).
     pub fn leave(self) -> Handle {
         self.pool.clone()
+    }
+
+    /// Moves `connection` off the lane once it closed: frees the seat,
+    /// registers the socket with the worker threads (every byte already
+    /// read kept) and runs `serve` there until the connection ends.
+    pub async fn move_to_workers<D, T, F, Fut>(
+        self,
+        connection: Connection<OwnedReadHalf, OwnedWriteHalf, D>,
+        serve: F,
+    ) -> Result<T, Disconnect>
+    where
+        D: Decoder + Send + 'static,
+        D::Error: std::fmt::Display,
+        T: Send + 'static,
+        F: FnOnce(Connection<OwnedReadHalf, OwnedWriteHalf, D>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, Disconnect>> + Send + 'static,
+    {
+        let pool = self.leave();
+        let (reader, writer, rest) = connection.unplug();
+        let socket = reader
+            .reunite(writer)
+            .map_err(|err| Disconnect::Io(std::io::Error::other(err)))?
+            .into_std()
+            .map_err(Disconnect::Io)?;
+        let moved = pool.spawn(async move {
+            let (reader, writer) = TcpStream::from_std(socket)
+                .map_err(Disconnect::Io)?
+                .into_split();
+            serve(rest.plug(reader, writer)).await
+        });
+        match moved.await {
+            Ok(session) => session,
+            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+            Err(_) => Err(Disconnect::Shutdown),
+        }
     }
 }
 
@@ -173,6 +214,23 @@ impl Lane {
 impl Drop for Lane {
     fn drop(&mut self) {
         self.stop.cancel();
+    }
+}
+
+/// The lane for worlds of fewer than `capacity` subscribers, if any.
+pub(crate) fn start(
+    capacity: usize,
+    gauge: prometheus_client::metrics::gauge::Gauge,
+) -> Option<Arc<Lane>> {
+    if capacity == 0 {
+        return None;
+    }
+    match Lane::start(capacity, tokio::runtime::Handle::current(), gauge) {
+        Ok(lane) => Some(Arc::new(lane)),
+        Err(err) => {
+            warn!(cause = %err, "cannot start the lane thread; every connection goes to the worker threads");
+            None
+        }
     }
 }
 

@@ -8,10 +8,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::cluster::ClusterMetrics;
-use crate::connection::Disconnect;
 use crate::registry::Service;
-use crate::world::World;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ServiceLabel {
@@ -48,44 +45,11 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Every counter, plus those the world keeps itself.
-    pub fn new(world: &World, cluster: Option<&ClusterMetrics>) -> Self {
-        let mut metrics = Metrics::default();
-        let r = &mut metrics.registry;
-        world.register_metrics(r);
-        if let Some(cluster) = cluster {
-            r.register(
-                "cluster_connected",
-                "1 while the node is connected to NATS",
-                cluster.connected.clone(),
-            );
-            r.register(
-                "cluster_nodes_seen",
-                "Other nodes heard from recently",
-                cluster.nodes_seen.clone(),
-            );
-            r.register(
-                "cluster_remote_players",
-                "Players of other nodes in this node's world",
-                cluster.remote_players.clone(),
-            );
-            r.register(
-                "cluster_events_published",
-                "Events of this node's players published to the cluster",
-                cluster.events_published.clone(),
-            );
-            r.register(
-                "cluster_events_received",
-                "Events of other nodes' players received",
-                cluster.events_received.clone(),
-            );
-            r.register(
-                "cluster_resyncs",
-                "State requests to other nodes (new, restarted or out-of-step nodes)",
-                cluster.resyncs.clone(),
-            );
-        }
-        metrics
+    /// The registry every layer registers its own counters into (the world's
+    /// [`register_metrics`](crate::world::World::register_metrics), the
+    /// cluster's), before the metrics are shared.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
     }
 }
 
@@ -203,7 +167,9 @@ impl Metrics {
         self.connected.get_or_create(&label).inc();
     }
 
-    pub fn disconnected(&self, service: Service, reason: &Disconnect) {
+    /// A connection of `service` ended for `reason` (a
+    /// [`Disconnect`](crate::connection::Disconnect)'s label).
+    pub fn disconnected(&self, service: Service, reason: &'static str) {
         self.connected
             .get_or_create(&ServiceLabel {
                 service: service.label(),
@@ -212,12 +178,14 @@ impl Metrics {
         self.disconnects
             .get_or_create(&ReasonLabel {
                 service: service.label(),
-                reason: reason.label(),
+                reason,
             })
             .inc();
-        if matches!(reason, Disconnect::WriteTimeout(_)) {
-            self.slow_consumers.inc();
-        }
+    }
+
+    /// A client was dropped because its socket stayed unwritable.
+    pub fn slow_consumer_dropped(&self) {
+        self.slow_consumers.inc();
     }
 
     pub fn refused(&self, service: Service, reason: &'static str) {

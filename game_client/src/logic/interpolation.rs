@@ -15,9 +15,10 @@
 
 use bevy::prelude::*;
 
+/// Where remote sprites are drawn: kept beside the players it hides.
+pub use super::players::{DRAWN_MARGIN, DrawnArea};
 use super::players::{
-    LatestPosition, PLAYER_SPRITE_PX, PlayerSystems, PositionHistory, REMOTE_Z, RemotePlayer,
-    SampleInterval,
+    LatestPosition, PlayerSystems, PositionHistory, REMOTE_Z, RemotePlayer, SampleInterval,
 };
 use super::players::{PIXELS_PER_UNIT, units_to_px};
 use crate::net::{LinkMeasurement, NetSystems};
@@ -49,34 +50,6 @@ pub const SNAP_DISTANCE_UNITS: f32 = 100.0;
 /// A sprite this close to where it should be (pixels) is not written, so
 /// change detection and transform propagation skip it.
 pub const SETTLED_PX: f32 = 0.01;
-/// The drawn area reaches this fraction of the visible half size beyond
-/// each edge, plus a sprite, so a player walking in is already in place.
-pub const DRAWN_MARGIN: f32 = 0.25;
-
-/// Where remote sprites are interpolated and shown (world pixels); `None`:
-/// everywhere (no camera, e.g. the headless client and the tests). Players
-/// outside it are plain data: their samples are still recorded (the
-/// indicators and the minimap read those), but their sprite is hidden and
-/// its `Transform` left alone. The camera keeps it on the visible rect plus
-/// [`DRAWN_MARGIN`].
-#[derive(Resource, Debug, Clone, Copy, Default, PartialEq)]
-pub struct DrawnArea(pub Option<Rect>);
-
-impl DrawnArea {
-    /// The drawn area around a visible rect (world pixels).
-    pub fn around(visible: Rect) -> DrawnArea {
-        let margin = visible.half_size() * DRAWN_MARGIN + Vec2::splat(PLAYER_SPRITE_PX);
-        DrawnArea(Some(Rect::from_center_half_size(
-            visible.center(),
-            visible.half_size() + margin,
-        )))
-    }
-
-    /// Whether a player at `px` (world pixels) is drawn.
-    pub fn contains(&self, px: Vec2) -> bool {
-        self.0.is_none_or(|rect| rect.contains(px))
-    }
-}
 
 /// The adaptive interpolation delay and the gap statistics behind it.
 #[derive(Resource, Debug, Clone, Copy)]

@@ -14,10 +14,38 @@ use shared::legacy::Position;
 use shared::native::{PlayerInfo, PlayerKind};
 
 pub use super::history::{POSITION_HISTORY_LEN, PositionHistory, Sample};
-use super::interpolation::DrawnArea;
 pub use super::player_index::PlayerIndex;
 use crate::net::{ConnectionEvent, LocalPlayerId, NetSystems, PositionsReceived, RosterEvent};
 use crate::{ClientSettings, ControlMode};
+
+/// The drawn area reaches this fraction of the visible half size beyond
+/// each edge, plus a sprite, so a player walking in is already in place.
+pub const DRAWN_MARGIN: f32 = 0.25;
+
+/// Where remote sprites are interpolated and shown (world pixels); `None`:
+/// everywhere (no camera, e.g. the headless client and the tests). Players
+/// outside it are plain data: their samples are still recorded (the
+/// indicators and the minimap read those), but their sprite is hidden and
+/// its `Transform` left alone. The camera keeps it on the visible rect plus
+/// [`DRAWN_MARGIN`].
+#[derive(Resource, Debug, Clone, Copy, Default, PartialEq)]
+pub struct DrawnArea(pub Option<Rect>);
+
+impl DrawnArea {
+    /// The drawn area around a visible rect (world pixels).
+    pub fn around(visible: Rect) -> DrawnArea {
+        let margin = visible.half_size() * DRAWN_MARGIN + Vec2::splat(PLAYER_SPRITE_PX);
+        DrawnArea(Some(Rect::from_center_half_size(
+            visible.center(),
+            visible.half_size() + margin,
+        )))
+    }
+
+    /// Whether a player at `px` (world pixels) is drawn.
+    pub fn contains(&self, px: Vec2) -> bool {
+        self.0.is_none_or(|rect| rect.contains(px))
+    }
+}
 
 /// Screen pixels per world unit: a legacy walker's ±1 steps move 4 px.
 pub const PIXELS_PER_UNIT: f32 = 4.0;

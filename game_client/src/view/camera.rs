@@ -6,9 +6,13 @@ use bevy::input::mouse::{AccumulatedMouseMotion, AccumulatedMouseScroll, MouseSc
 use bevy::prelude::*;
 use bevy::window::PrimaryWindow;
 
-use super::minimap::PointerOverMinimap;
 use crate::logic::players::{LatestPosition, LocalPlayer, RemotePlayer, units_to_px};
 use crate::{ClientSettings, ControlMode};
+
+/// Whether the pointer is over the minimap (so a drag there does not also
+/// pan): set by the minimap, read by the camera.
+#[derive(Resource, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PointerOverMinimap(pub bool);
 
 /// How quickly the camera catches up with the player (per second, exponential).
 pub const FOLLOW_RATE_PER_SEC: f32 = 6.0;

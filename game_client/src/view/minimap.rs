@@ -11,6 +11,7 @@ use bevy::render::render_resource::{Extent3d, TextureDimension, TextureFormat};
 use bevy::window::PrimaryWindow;
 use shared::native::PlayerKind;
 
+pub use super::camera::PointerOverMinimap;
 use super::camera::{CameraSystems, MainCamera, projection_scale, visible_rect};
 use crate::logic::players::{
     Kind, LOCAL_TINT, LatestPosition, LocalPlayer, PIXELS_PER_UNIT, RemotePlayer, kind_tint,
@@ -57,10 +58,6 @@ impl MinimapExtent {
         self.center + unit * 2.0 * self.half
     }
 }
-
-/// Whether the pointer is over the minimap (so a drag there does not also pan).
-#[derive(Resource, Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PointerOverMinimap(pub bool);
 
 #[derive(Component, Debug, Default)]
 pub struct Minimap;

@@ -16,7 +16,7 @@ use shared::ClientId;
 use shared::legacy::Position;
 
 use super::{Encoded, WireFormat};
-use crate::world::{Event, State};
+use crate::world::state::{Event, State};
 
 /// `<hh` packets of every move; nothing for joins or leaves.
 #[derive(Debug)]

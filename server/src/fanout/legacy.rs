@@ -6,7 +6,7 @@ use shared::ClientId;
 use shared::legacy::PositionRecord;
 
 use super::{Encoded, WireFormat};
-use crate::world::{Event, State};
+use crate::world::state::{Event, State};
 
 /// `<ihh` records of every move and leave.
 #[derive(Debug)]

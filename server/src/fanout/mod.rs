@@ -32,7 +32,8 @@ use shared::ClientId;
 use tokio::sync::Notify;
 
 use self::native::CellNews;
-use crate::world::{Event, Region, State};
+use crate::world::grid::Region;
+use crate::world::state::{Event, State};
 
 /// Bytes a subscriber may have queued before it is resynchronised, plus
 /// [`QUEUE_BYTES_PER_PLAYER`] for every player in the world.

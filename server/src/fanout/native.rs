@@ -11,12 +11,14 @@ use std::ops::Range;
 use bytes::{Bytes, BytesMut};
 use shared::ClientId;
 use shared::native::{
-    PlayerPosition, PlayerState, ServerMessage, encode_frame, encode_position_entries,
-    encode_positions_frame,
+    POSITIONS_FRAME_OVERHEAD, PlayerPosition, ServerMessage, encode_position_entries,
+    encode_positions_frame, frame, push_frame,
 };
 
 use super::{Encoded, WireFormat};
-use crate::world::{Cell, CellMap, Event, Region, State};
+use crate::world::grid::{Cell, CellMap, Region};
+use crate::world::state::{Event, Player, State};
+use crate::world::sums::SumTable;
 
 /// Native protocol frames.
 #[derive(Debug)]
@@ -60,13 +62,7 @@ impl WireFormat for NativeFrames {
     /// One `Snapshot` frame of every player. Owed leaves need no message:
     /// the snapshot replaces the client's whole view.
     fn encode_snapshot(&self, state: &State, _owed_leaves: &[ClientId]) -> Encoded {
-        let players = state
-            .players()
-            .map(|p| PlayerState {
-                info: p.info.clone(),
-                position: p.position,
-            })
-            .collect();
+        let players = state.players().map(Player::to_state).collect();
         let mut out = BytesMut::new();
         push_frame(&ServerMessage::Snapshot { players }, &mut out);
         Encoded {
@@ -108,18 +104,9 @@ struct CellEntry {
     crossings: Vec<usize>,
 }
 
-/// Bytes of a `Positions` frame besides its entries: length, tag, count.
-const POSITIONS_FRAME_OVERHEAD: usize = 4 + 1 + 9;
-
-/// Most cells of the rectangle around the cells with news, per cell with
-/// news, for which [`CellNews`] keeps a table of sums over the rectangle.
-/// Players spread over a world of any size fill it; a few players far
-/// apart would not, and use the binary searches instead.
-const SUM_TABLE_CELLS_PER_ENTRY: usize = 64;
-
 /// One broadcast cut by grid cell, for native clients with a view. Built
 /// once per broadcast, in time proportional to the broadcast's events (and
-/// to the rectangle the news covers, at most [`SUM_TABLE_CELLS_PER_ENTRY`]
+/// to the rectangle the news covers, at most [`SUM_TABLE_CELLS_PER_ENTRY`](crate::world::sums::SUM_TABLE_CELLS_PER_ENTRY)
 /// cells per cell with news).
 ///
 /// The cells with news are kept sorted row by row, so the part of a region
@@ -136,107 +123,6 @@ pub struct CellNews {
     bytes_before: Vec<usize>,
     crossings: Vec<CrossingFrames>,
     sums: Option<SumTable>,
-}
-
-/// Sums of bytes over every rectangle of cells from `origin`: what a region
-/// gets, in four reads whatever its size.
-#[derive(Debug)]
-struct SumTable {
-    origin: Cell,
-    cols: usize,
-    rows: usize,
-    /// `below[r * (cols + 1) + c]`: the bytes of the cells of rows
-    /// `..r` and columns `..c` (counted from `origin`).
-    below: Vec<usize>,
-    /// `entry_at[r * cols + c]`: the index of the entry of that cell, or
-    /// [`NO_ENTRY`].
-    entry_at: Vec<u32>,
-}
-
-const NO_ENTRY: u32 = u32::MAX;
-
-impl SumTable {
-    /// A table over the rectangle of `entries` (sorted by row, then
-    /// column), or `None` if that rectangle is too sparse.
-    fn build(entries: &[CellEntry], bytes: impl Fn(usize) -> usize) -> Option<SumTable> {
-        let first = entries.first()?.cell;
-        let last = entries.last()?.cell;
-        let (min_col, max_col) = entries.iter().fold((first.col, first.col), |(lo, hi), e| {
-            (lo.min(e.cell.col), hi.max(e.cell.col))
-        });
-        let cols = (i32::from(max_col) - i32::from(min_col) + 1) as usize;
-        let rows = (i32::from(last.row) - i32::from(first.row) + 1) as usize;
-        if cols * rows > SUM_TABLE_CELLS_PER_ENTRY * entries.len().max(64) {
-            return None;
-        }
-        let origin = Cell {
-            col: min_col,
-            row: first.row,
-        };
-        let width = cols + 1;
-        let mut below = vec![0; width * (rows + 1)];
-        let mut entry_at = vec![NO_ENTRY; cols * rows];
-        for (i, entry) in entries.iter().enumerate() {
-            let r = (i32::from(entry.cell.row) - i32::from(origin.row)) as usize;
-            let c = (i32::from(entry.cell.col) - i32::from(origin.col)) as usize;
-            below[(r + 1) * width + c + 1] = bytes(i);
-            entry_at[r * cols + c] = i as u32;
-        }
-        for r in 1..=rows {
-            for c in 1..=cols {
-                below[r * width + c] += below[(r - 1) * width + c] + below[r * width + c - 1]
-                    - below[(r - 1) * width + c - 1];
-            }
-        }
-        Some(SumTable {
-            origin,
-            cols,
-            rows,
-            below,
-            entry_at,
-        })
-    }
-
-    /// The bytes of the cells of `region`.
-    fn sum(&self, region: &Region) -> usize {
-        let Some((rows, cols)) = self.span(region) else {
-            return 0;
-        };
-        let width = self.cols + 1;
-        let at = |r: usize, c: usize| self.below[r * width + c];
-        at(rows.end, cols.end) + at(rows.start, cols.start)
-            - at(rows.start, cols.end)
-            - at(rows.end, cols.start)
-    }
-
-    /// The entries of the cells of `region`, row by row.
-    fn entries_in(&self, region: &Region) -> impl Iterator<Item = usize> + '_ {
-        let (rows, cols) = self.span(region).unwrap_or_default();
-        rows.flat_map(move |r| {
-            self.entry_at[r * self.cols + cols.start..r * self.cols + cols.end]
-                .iter()
-                .filter(|&&i| i != NO_ENTRY)
-                .map(|&i| i as usize)
-        })
-    }
-
-    /// The rows and columns of the table (from `origin`) in `region`.
-    fn span(&self, region: &Region) -> Option<(Range<usize>, Range<usize>)> {
-        let (min, max) = region.bounds();
-        let clamp = |value: i32, origin: i16, len: usize| {
-            (value - i32::from(origin)).clamp(0, len as i32) as usize
-        };
-        // Half-open ranges of the table's rows and columns.
-        let (r0, r1) = (
-            clamp(i32::from(min.row), self.origin.row, self.rows),
-            clamp(i32::from(max.row) + 1, self.origin.row, self.rows),
-        );
-        let (c0, c1) = (
-            clamp(i32::from(min.col), self.origin.col, self.cols),
-            clamp(i32::from(max.col) + 1, self.origin.col, self.cols),
-        );
-        (r0 < r1 && c0 < c1).then_some((r0..r1, c0..c1))
-    }
 }
 
 impl CellNews {
@@ -276,11 +162,11 @@ impl CellNews {
             let joined = crossing
                 .to
                 .and(state.player(crossing.id))
-                .map(|p| frame_bytes(&ServerMessage::PlayerJoined(p.info.clone())));
+                .map(|p| frame(&ServerMessage::PlayerJoined(p.info.clone())));
             crossings.push(CrossingFrames {
                 from: crossing.from,
                 to: crossing.to,
-                left: frame_bytes(&ServerMessage::PlayerLeft { id: crossing.id }),
+                left: frame(&ServerMessage::PlayerLeft { id: crossing.id }),
                 joined,
             });
             for cell in [crossing.from, crossing.to].into_iter().flatten() {
@@ -310,7 +196,11 @@ impl CellNews {
                 .sum::<usize>();
             bytes_before.push(total);
         }
-        let sums = SumTable::build(&entries, |i| bytes_before[i + 1] - bytes_before[i]);
+        let sums = SumTable::build(
+            entries.len(),
+            |i| entries[i].cell,
+            |i| bytes_before[i + 1] - bytes_before[i],
+        );
         CellNews {
             entries,
             bytes_before,
@@ -399,21 +289,12 @@ impl CellNews {
 pub fn encode_region_snapshot(state: &State, region: &Region) -> Encoded {
     let players = state
         .players_in_region(region)
-        .map(|p| PlayerState {
-            info: p.info.clone(),
-            position: p.position,
-        })
+        .map(Player::to_state)
         .collect();
     Encoded {
-        bytes: frame_bytes(&ServerMessage::Snapshot { players }),
+        bytes: frame(&ServerMessage::Snapshot { players }),
         messages: 1,
     }
-}
-
-fn frame_bytes(message: &ServerMessage) -> Bytes {
-    let mut out = BytesMut::new();
-    push_frame(message, &mut out);
-    out.freeze()
 }
 
 fn flush_moves(moves: &mut Vec<PlayerPosition>, out: &mut BytesMut) -> u64 {
@@ -422,14 +303,6 @@ fn flush_moves(moves: &mut Vec<PlayerPosition>, out: &mut BytesMut) -> u64 {
     }
     push_frame(&ServerMessage::Positions(std::mem::take(moves)), out);
     1
-}
-
-/// Appends one frame of ours.
-pub fn push_frame(message: &ServerMessage, out: &mut BytesMut) {
-    // Encoding our own message types into memory cannot fail.
-    if let Err(err) = encode_frame(message, out) {
-        tracing::error!(cause = %err, "could not encode a broadcast frame");
-    }
 }
 
 #[cfg(test)]

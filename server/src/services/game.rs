@@ -9,7 +9,7 @@ use shared::ClientId;
 use shared::math::MathOutcome;
 use shared::native::{
     ClientMessage, FrameCodec, MAX_NAME_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, PlayerInfo,
-    PlayerKind, RejectReason, ServerMessage, encode_frame,
+    PlayerKind, RejectReason, ServerMessage, frame, push_frame,
 };
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -26,13 +26,6 @@ const LAST_MESSAGE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// What the server calls itself in `Welcome`.
 const SERVER_NAME: &str = concat!("gameserver ", env!("CARGO_PKG_VERSION"));
-
-fn frame(message: &ServerMessage) -> BytesMut {
-    let mut out = BytesMut::new();
-    // Encoding our own message types into memory cannot fail.
-    let _ = encode_frame(message, &mut out);
-    out
-}
 
 type NativeConnection = TcpConnection<FrameCodec<ClientMessage>>;
 
@@ -240,7 +233,7 @@ fn handle(
             return Err(Disconnect::ProtocolViolation("second Hello".to_owned()));
         }
     };
-    let _ = encode_frame(&reply, replies);
+    push_frame(&reply, replies);
     Ok(true)
 }
 

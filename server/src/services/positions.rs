@@ -64,28 +64,13 @@ async fn session(
         return play(&mut connection, &member, shared, std::future::pending()).await;
     };
     play(&mut connection, &member, shared, ticket.closing()).await?;
-    // The lane closed (the world grew): go on on the worker threads, with
-    // the socket registered there and every byte already read kept.
-    let pool = ticket.leave();
-    let (reader, writer, rest) = connection.unplug();
-    let socket = reader
-        .reunite(writer)
-        .map_err(|err| Disconnect::Io(std::io::Error::other(err)))?
-        .into_std()
-        .map_err(Disconnect::Io)?;
+    // The lane closed (the world grew): go on on the worker threads.
     let shared = Arc::clone(shared);
-    let moved = pool.spawn(async move {
-        let (reader, writer) = TcpStream::from_std(socket)
-            .map_err(Disconnect::Io)?
-            .into_split();
-        let mut connection = rest.plug(reader, writer);
-        play(&mut connection, &member, &shared, std::future::pending()).await
-    });
-    match moved.await {
-        Ok(session) => session,
-        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
-        Err(_) => Err(Disconnect::Shutdown),
-    }
+    ticket
+        .move_to_workers(connection, move |mut connection| async move {
+            play(&mut connection, &member, &shared, std::future::pending()).await
+        })
+        .await
 }
 
 /// Relays positions into the world and the world to the client until the

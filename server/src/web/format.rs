@@ -20,7 +20,7 @@ use shared::legacy::Position;
 use shared::native::{MAX_NAME_LEN, PlayerInfo, PlayerKind};
 
 use crate::fanout::{Encoded, WireFormat};
-use crate::world::{Event, State};
+use crate::world::state::{Event, State};
 
 pub const TAG_RESET: u8 = 1;
 pub const TAG_JOIN: u8 = 2;

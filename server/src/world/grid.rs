@@ -8,13 +8,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 use shared::ClientId;
 use shared::legacy::Position;
 
-/// Side of a grid cell, in world units. A view is widened to whole cells,
-/// so this is also the largest margin a view gets on each side.
-pub const CELL_SIZE: i32 = 64;
-
-/// The most cells a view may cover (32 × 32 cells, 2,048 units square);
-/// a larger view is served as the whole world.
-pub const MAX_VIEW_CELLS: u32 = 1024;
+/// The area-of-interest limits are protocol facts, defined in `shared`.
+pub use shared::native::{CELL_SIZE, MAX_VIEW_CELLS};
 
 /// One cell of the grid, by column and row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -8,7 +8,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::state::MAX_MOVES_PER_BROADCAST;
+/// Positions of one player that a single broadcast carries in full; past
+/// that, the player's newest position replaces its last one in the log.
+/// Bursts (several positions in one TCP read) are delivered whole; a client
+/// sending faster than this is coalesced, latest wins, so one flooder cannot
+/// fill everyone's pipe with its own moves.
+pub const MAX_MOVES_PER_BROADCAST: u32 = 32;
 
 /// Default of `--max-moves-per-second`: twelve times the 10 Hz the demos
 /// send at, so no honest client is ever coalesced.

@@ -7,18 +7,13 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use shared::ClientId;
 use shared::legacy::Position;
-use shared::native::PlayerInfo;
+use shared::native::{PlayerInfo, PlayerState};
 use tokio::time::Instant;
 
 use super::grid::{Cell, Grid, Region};
 use super::move_rate::{MoveBudget, MoveRate};
 
-/// Positions of one player that a single broadcast carries in full; past
-/// that, the player's newest position replaces its last one in the log.
-/// Bursts (several positions in one TCP read) are delivered whole; a client
-/// sending faster than this is coalesced, latest wins, so one flooder cannot
-/// fill everyone's pipe with its own moves.
-pub const MAX_MOVES_PER_BROADCAST: u32 = 32;
+pub use super::move_rate::MAX_MOVES_PER_BROADCAST;
 
 /// The log is compacted once it holds this many entries, or two per player.
 pub const LOG_COMPACT_MIN: usize = 4096;
@@ -63,6 +58,16 @@ pub struct Player {
     /// Whether its latest position is held back by the cap (see
     /// [`State::move_player`]): it goes out once the budget allows.
     held: bool,
+}
+
+impl Player {
+    /// This player as the protocol carries it (snapshots, replication).
+    pub fn to_state(&self) -> PlayerState {
+        PlayerState {
+            info: self.info.clone(),
+            position: self.position,
+        }
+    }
 }
 
 impl Player {

@@ -109,7 +109,8 @@ impl<In, Out: Serialize> Encoder<Out> for FrameCodec<In> {
     }
 }
 
-/// Appends one frame holding `message` to `dst`.
+/// Appends one frame holding `message` to `dst`; on an error `dst` is left
+/// as it was.
 pub fn encode_frame<T: Serialize + ?Sized>(
     message: &T,
     dst: &mut BytesMut,
@@ -117,12 +118,39 @@ pub fn encode_frame<T: Serialize + ?Sized>(
     let start = dst.len();
     dst.put_u32_le(0);
     let mut writer = dst.writer();
-    bincode::serde::encode_into_std_write(message, &mut writer, config())?;
+    if let Err(err) = bincode::serde::encode_into_std_write(message, &mut writer, config()) {
+        writer.into_inner().truncate(start);
+        return Err(err.into());
+    }
     let dst = writer.into_inner();
     let len = (dst.len() - start - LEN_SIZE) as u32;
     dst[start..start + LEN_SIZE].copy_from_slice(&len.to_le_bytes());
     Ok(())
 }
+
+/// Appends one frame of ours (a [`ServerMessage`] or [`ClientMessage`]).
+/// Encoding them into memory cannot fail (no maps, no size limit), so a
+/// failure is a bug: it panics in debug builds; in release builds nothing is
+/// appended, so the stream stays well-formed. The one frame encoder of
+/// server and client.
+pub fn push_frame<T: Serialize + ?Sized>(message: &T, dst: &mut BytesMut) {
+    if let Err(err) = encode_frame(message, dst) {
+        debug_assert!(false, "cannot encode a frame of ours: {err}");
+    }
+}
+
+/// One frame of ours, as [`push_frame`] appends it.
+pub fn frame<T: Serialize + ?Sized>(message: &T) -> bytes::Bytes {
+    let mut out = BytesMut::new();
+    push_frame(message, &mut out);
+    out.freeze()
+}
+
+/// Most bytes of a [`ServerMessage::Positions`] frame besides its entries:
+/// the length, the variant tag (a varint below 251: one byte) and the entry
+/// count (a varint `u64`: at most a marker byte and 8 bytes); see
+/// [`encode_positions_frame`].
+pub const POSITIONS_FRAME_OVERHEAD: usize = LEN_SIZE + 1 + (1 + std::mem::size_of::<u64>());
 
 /// Appends the bincode bytes of `entries` as they appear inside a
 /// [`ServerMessage::Positions`] frame, without the frame or the count: a
@@ -365,5 +393,15 @@ mod tests {
                 .unwrap(),
             Some(ServerMessage::Positions(Vec::new()))
         );
+    }
+
+    #[test]
+    fn positions_frame_overhead_is_the_largest_frame_without_entries() {
+        let mut most = BytesMut::new();
+        encode_positions_frame(usize::MAX, [], &mut most).unwrap();
+        assert_eq!(most.len(), POSITIONS_FRAME_OVERHEAD);
+        let mut empty = BytesMut::new();
+        encode_positions_frame(0, [], &mut empty).unwrap();
+        assert!(empty.len() <= POSITIONS_FRAME_OVERHEAD);
     }
 }

@@ -17,7 +17,8 @@ mod codec;
 mod messages;
 
 pub use codec::{
-    FrameCodec, FrameError, encode_frame, encode_position_entries, encode_positions_frame,
+    FrameCodec, FrameError, POSITIONS_FRAME_OVERHEAD, encode_frame, encode_position_entries,
+    encode_positions_frame, frame, push_frame,
 };
 pub use messages::*;
 
@@ -32,6 +33,15 @@ pub const MIN_PROTOCOL_VERSION: u32 = 1;
 /// smaller except a [`ServerMessage::Snapshot`] of a very full world
 /// (about 20 bytes a player), so 1 MiB holds tens of thousands of players.
 pub const DEFAULT_MAX_FRAME_LEN: usize = 1024 * 1024;
+
+/// Side of a grid cell of the server's area of interest, in world units. A
+/// [`ClientMessage::View`] is widened to whole cells, so this is also the
+/// largest margin a view gets on each side.
+pub const CELL_SIZE: i32 = 64;
+
+/// The most cells a [`ClientMessage::View`] may cover (32 × 32 cells, 2,048
+/// units square); a larger view is served as the whole world.
+pub const MAX_VIEW_CELLS: u32 = 1024;
 
 /// Longest player name accepted in a `Hello`, in bytes.
 pub const MAX_NAME_LEN: usize = 32;

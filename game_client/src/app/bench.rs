@@ -131,12 +131,26 @@ pub fn run_bench(args: &BenchArgs) -> ExitCode {
         "bench-ecs: {} frames measured over {:.1} s: update p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms (target ≤ 2 ms)",
         times.frames, args.seconds, times.p50_ms, times.p99_ms, times.max_ms
     );
-    if known == players {
-        ExitCode::SUCCESS
-    } else {
+    if known != players {
         eprintln!("bench-ecs: expected {players} player entities, found {known}");
-        ExitCode::FAILURE
+        return ExitCode::FAILURE;
     }
+    if args.check && misses_target(&times) {
+        eprintln!(
+            "bench-ecs: update p99 {:.3} ms misses the {UPDATE_P99_TARGET_MS} ms target",
+            times.p99_ms
+        );
+        return ExitCode::from(2);
+    }
+    ExitCode::SUCCESS
+}
+
+/// The ECS update's p99 target at 10,000 players (`bench-ecs --check`).
+pub const UPDATE_P99_TARGET_MS: f64 = 2.0;
+
+/// Whether a run's update p99 is over [`UPDATE_P99_TARGET_MS`].
+fn misses_target(times: &FrameTimes) -> bool {
+    times.p99_ms > UPDATE_P99_TARGET_MS
 }
 
 /// Returns how many position updates it sent.
@@ -323,4 +337,19 @@ fn record_render_frames(
     );
     bench.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     exits.write(AppExit::Success);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_p99_over_the_target_is_a_miss() {
+        let at = |p99_ms| FrameTimes {
+            p99_ms,
+            ..summarize(vec![1.0])
+        };
+        assert!(!misses_target(&at(UPDATE_P99_TARGET_MS)));
+        assert!(misses_target(&at(UPDATE_P99_TARGET_MS + 0.01)));
+    }
 }

@@ -130,6 +130,10 @@ pub struct BenchArgs {
     /// time p50/p99/max and the renderer it ran on.
     #[arg(long)]
     pub render: bool,
+    /// Exit with status 2 when the update p99 misses its 2 ms target (for
+    /// scripts; the figures are printed either way).
+    #[arg(long)]
+    pub check: bool,
 }
 
 fn parse_probability(text: &str) -> Result<f32, String> {

@@ -43,6 +43,9 @@ pub const BROADCAST_CPU_SHARE: f64 = 0.5;
 /// light load never waits.
 pub const CPU_BURST: Duration = Duration::from_millis(5);
 
+/// The most CPU time the bucket remembers as owed.
+const MOST_OWED: Duration = Duration::from_millis(250);
+
 /// Writes a second, all subscribers together, that broadcasts may make.
 pub const WRITES_PER_SECOND: f64 = 120_000.0;
 
@@ -91,10 +94,10 @@ pub fn write_rate(subscribers: usize) -> f64 {
 impl Pacer {
     /// Charges what a broadcast (or part of its delivery) cost.
     pub fn charge(&mut self, cost: Duration) {
-        // Owing more than a ceiling's worth would only make the pacer
-        // remember an overload long after it ended.
-        let most_owed = MAX_BROADCAST_WAIT.as_secs_f64() * BROADCAST_CPU_SHARE;
-        self.cpu = (self.cpu - cost.as_secs_f64()).max(-most_owed);
+        // Owing more would only make the pacer remember an overload long
+        // after it ended; owing less would forget part of what one costly
+        // broadcast took (2,000 subscribers: over 10 ms).
+        self.cpu = (self.cpu - cost.as_secs_f64()).max(-MOST_OWED.as_secs_f64());
     }
 
     fn refill(&mut self, now: Instant, subscribers: usize) {

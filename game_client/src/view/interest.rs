@@ -24,9 +24,9 @@ pub const VIEW_MARGIN: f32 = 4.0;
 /// extent sends a new view.
 pub const RESEND_MOVE_FRACTION: f32 = 0.25;
 /// Past this half extent (world units) the client asks for the whole world
-/// (`half_extent` 0): the server's cap is 32 × 32 cells of 64 units
-/// (PROTOCOL.md, "Area of interest"), about 1,024 units each side.
-pub const WHOLE_WORLD_HALF_EXTENT_UNITS: f32 = 1000.0;
+/// (`half_extent` 0): the largest view the server's cap on cells always
+/// serves as a view (PROTOCOL.md, "Area of interest").
+pub const WHOLE_WORLD_HALF_EXTENT_UNITS: f32 = shared::native::MAX_VIEW_HALF_EXTENT as f32;
 
 /// An area of interest as the protocol sends it: centre and half extent in
 /// world units (0: the whole world).

@@ -50,10 +50,7 @@ impl Wire {
     }
 
     pub fn to_bytes(&self) -> Bytes {
-        // Encoding our own types into memory cannot fail.
-        bincode::serde::encode_to_vec(self, bincode::config::standard())
-            .unwrap_or_default()
-            .into()
+        shared::native::payload(self)
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Wire, bincode::error::DecodeError> {

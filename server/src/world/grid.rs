@@ -203,6 +203,22 @@ mod tests {
     }
 
     #[test]
+    fn the_largest_view_a_client_may_ask_for_is_always_a_view() {
+        use shared::native::MAX_VIEW_HALF_EXTENT;
+        assert_eq!(MAX_VIEW_HALF_EXTENT, 992);
+        for x in [-1000, -33, 0, 31, 32, 63, 1000, 30_000] {
+            let center = Position::new(x, x / 2);
+            assert!(
+                Region::around(center, MAX_VIEW_HALF_EXTENT).is_some(),
+                "at {x}"
+            );
+        }
+        // One more unit, and some centre makes it too big.
+        let over = MAX_VIEW_HALF_EXTENT + CELL_SIZE as u16;
+        assert!(Region::around(Position::new(0, 0), over).is_none());
+    }
+
+    #[test]
     fn zero_or_huge_views_mean_the_whole_world() {
         assert_eq!(Region::around(Position::new(0, 0), 0), None);
         assert_eq!(Region::around(Position::new(0, 0), u16::MAX), None);

@@ -139,6 +139,18 @@ pub fn push_frame<T: Serialize + ?Sized>(message: &T, dst: &mut BytesMut) {
     }
 }
 
+/// The bincode bytes of one message of ours without a frame around it (a
+/// NATS payload is framed by NATS), with [`push_frame`]'s failure policy.
+pub fn payload<T: Serialize + ?Sized>(message: &T) -> bytes::Bytes {
+    match bincode::serde::encode_to_vec(message, config()) {
+        Ok(bytes) => bytes.into(),
+        Err(err) => {
+            debug_assert!(false, "cannot encode a message of ours: {err}");
+            bytes::Bytes::new()
+        }
+    }
+}
+
 /// One frame of ours, as [`push_frame`] appends it.
 pub fn frame<T: Serialize + ?Sized>(message: &T) -> bytes::Bytes {
     let mut out = BytesMut::new();

@@ -18,7 +18,7 @@ mod messages;
 
 pub use codec::{
     FrameCodec, FrameError, POSITIONS_FRAME_OVERHEAD, encode_frame, encode_position_entries,
-    encode_positions_frame, frame, push_frame,
+    encode_positions_frame, frame, payload, push_frame,
 };
 pub use messages::*;
 
@@ -42,6 +42,11 @@ pub const CELL_SIZE: i32 = 64;
 /// The most cells a [`ClientMessage::View`] may cover (32 × 32 cells, 2,048
 /// units square); a larger view is served as the whole world.
 pub const MAX_VIEW_CELLS: u32 = 1024;
+
+/// The largest `half_extent` a [`ClientMessage::View`] may have and always
+/// stay within [`MAX_VIEW_CELLS`], wherever its centre: a square view of
+/// `2 × h` units touches at most `2h / CELL_SIZE + 1` cells a side.
+pub const MAX_VIEW_HALF_EXTENT: u16 = ((MAX_VIEW_CELLS.isqrt() as i32 - 1) * CELL_SIZE / 2) as u16;
 
 /// Longest player name accepted in a `Hello`, in bytes.
 pub const MAX_NAME_LEN: usize = 32;

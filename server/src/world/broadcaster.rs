@@ -33,9 +33,12 @@ impl World {
     /// is idle, and changes that arrive while the subscribers are still
     /// taking the last broadcast gather into the next one. Batches thus grow
     /// with the load (one write per subscriber per batch) and stay single
-    /// changes when the load is light. `floor` (the `--broadcast-interval-ms`
-    /// flag, 0 by default) adds a fixed minimum time between broadcasts for
-    /// those who want ticks.
+    /// changes when the load is light. Under load the [`Pacer`](super::Pacer) spaces
+    /// broadcasts by what they cost (see [`super::pacing`]): this task
+    /// sleeps until it allows the next one. It also wakes when a position
+    /// held back by the move-rate cap may go out. `floor` (the
+    /// `--broadcast-interval-ms` flag, 0 by default) adds a fixed minimum
+    /// time between broadcasts for those who want ticks.
     pub async fn run_broadcaster(self: Arc<Self>, floor: Duration, shutdown: CancellationToken) {
         self.eager.store(floor.is_zero(), Ordering::Relaxed);
         // Changes made before this point may be waiting for us.

@@ -77,9 +77,9 @@ async fn session(connection: &mut NativeConnection, id: ClientId, shared: &Share
         protocol_version: PROTOCOL_VERSION,
         server: SERVER_NAME.to_owned(),
     };
-    if let Err(reason) = connection.writer.send(&frame(&welcome), 1).await {
-        return reason;
-    }
+    // Joined before the welcome goes out, so a client that has its id is
+    // already in the world: every change after that reaches it. The snapshot
+    // is queued now and written after the welcome.
     let member = shared.world.join(
         PlayerInfo {
             id,
@@ -88,6 +88,9 @@ async fn session(connection: &mut NativeConnection, id: ClientId, shared: &Share
         },
         &NATIVE_FRAMES,
     );
+    if let Err(reason) = connection.writer.send(&frame(&welcome), 1).await {
+        return reason;
+    }
     // Messages that arrived together with the Hello.
     let mut replies = BytesMut::new();
     if let Err(reason) = answer_more(connection, &member, shared, &mut replies, 0).await {

@@ -51,15 +51,18 @@ async fn session(
     shared: &Arc<Shared>,
     lane: Option<Ticket>,
 ) -> Session {
-    let mut connection = open_legacy(stream, id, Service::Positions, shared, PositionCodec).await?;
     let info = PlayerInfo {
         id,
         name: legacy_name(id),
         kind: PlayerKind::Legacy,
     };
+    // Joined before the greeting goes out, so a client that has its id is
+    // already in the world: every leave after that reaches it. The snapshot
+    // is queued now and written after the greeting.
     let member = shared
         .world
         .join(info, records_format(shared.config.positions_records));
+    let mut connection = open_legacy(stream, id, Service::Positions, shared, PositionCodec).await?;
     let Some(ticket) = lane else {
         return play(&mut connection, &member, shared, std::future::pending()).await;
     };

@@ -99,6 +99,17 @@ pub struct Config {
     #[arg(long, env = "GAMESERVER_MAX_MOVES_PER_SECOND", default_value_t = crate::world::DEFAULT_MAX_MOVES_PER_SECOND)]
     pub max_moves_per_second: u32,
 
+    /// Time between two overviews of the whole world sent to native
+    /// clients (protocol 3) that have an area of interest, in milliseconds.
+    /// 0: no overview.
+    #[arg(long, env = "GAMESERVER_OVERVIEW_INTERVAL_MS", default_value_t = crate::fanout::overview::DEFAULT_OVERVIEW_INTERVAL_MS)]
+    pub overview_interval_ms: u64,
+
+    /// Most players the overview lists one by one; in a bigger world it is
+    /// a coarse density grid (players per cell) instead.
+    #[arg(long, env = "GAMESERVER_OVERVIEW_MAX_PLAYERS", default_value_t = crate::fanout::overview::DEFAULT_OVERVIEW_MAX_PLAYERS)]
+    pub overview_max_players: usize,
+
     /// Threads that run the connections (0: one per CPU), besides the lane
     /// (`--lane-connections`). On a small box shared with other work, 1
     /// serves a thousand clients or more slower; measured in
@@ -239,6 +250,8 @@ impl Default for Config {
             write_timeout_ms: 10_000,
             broadcast_interval_ms: 0,
             max_moves_per_second: crate::world::DEFAULT_MAX_MOVES_PER_SECOND,
+            overview_interval_ms: crate::fanout::overview::DEFAULT_OVERVIEW_INTERVAL_MS,
+            overview_max_players: crate::fanout::overview::DEFAULT_OVERVIEW_MAX_PLAYERS,
             worker_threads: 0,
             lane_connections: crate::lane::DEFAULT_LANE_CONNECTIONS,
             metrics: None,
@@ -328,6 +341,11 @@ impl Config {
 
     pub fn broadcast_interval(&self) -> Duration {
         Duration::from_millis(self.broadcast_interval_ms)
+    }
+
+    /// Time between two overviews; `None`: no overview.
+    pub fn overview_interval(&self) -> Option<Duration> {
+        (self.overview_interval_ms > 0).then(|| Duration::from_millis(self.overview_interval_ms))
     }
 
     #[cfg(feature = "http")]

@@ -221,6 +221,13 @@ impl Server {
             Arc::clone(&shared.world)
                 .run_broadcaster(shared.config.broadcast_interval(), shared.shutdown.clone()),
         );
+        if let Some(period) = shared.config.overview_interval() {
+            tracker.spawn(Arc::clone(&shared.world).run_overview(
+                period,
+                shared.config.overview_max_players,
+                shared.shutdown.clone(),
+            ));
+        }
 
         shutdown.cancelled().await;
         info!(clients = shared.registry.len(), "shutting down");

@@ -233,6 +233,8 @@ async fn help_lists_every_flag_with_its_environment_variable() {
         "--write-timeout-ms",
         "--broadcast-interval-ms",
         "--max-moves-per-second",
+        "--overview-interval-ms",
+        "--overview-max-players",
         "--worker-threads",
         "--lane-connections",
         "--legacy-welcome",

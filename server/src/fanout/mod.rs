@@ -19,10 +19,19 @@
 //! leaving it as `PlayerLeft`, and the moves of the players inside it. Its
 //! snapshots (first, after a change of view, after falling behind) hold only
 //! the players in its region. A subscriber without a view gets everything.
+//!
+//! Roster and overview (protocol 3, [`overview`]): a subscriber that speaks
+//! version 3 is also sent every join and leave of the world as
+//! `RosterJoined` / `RosterLeft` (encoded once per broadcast), the whole
+//! `Roster` first and after it fell behind, and, while it has a view, the
+//! overview at a low rate (encoded once per tick). A change of view drops
+//! its queued batches but keeps those roster frames: the roster is never
+//! left with a hole.
 
 pub mod classic;
 pub mod legacy;
 pub mod native;
+pub mod overview;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -99,6 +108,11 @@ enum Queued {
     /// together when it is taken, out of the world's lock. `bytes`: the
     /// most that part holds.
     Cells { news: Arc<CellNews>, bytes: usize },
+    /// The `RosterJoined` / `RosterLeft` frames of one broadcast, shared by
+    /// every version-3 subscriber.
+    Roster(Encoded),
+    /// One overview, shared by every version-3 subscriber with a view.
+    Overview(Encoded),
 }
 
 /// What [`Fanout::take`] took for one subscriber, to be turned into bytes
@@ -107,6 +121,8 @@ enum Queued {
 pub struct Taken {
     format: usize,
     view: Option<Region>,
+    /// The whole roster, owed to a version-3 subscriber before its snapshot.
+    roster: Option<Encoded>,
     snapshot: Option<Encoded>,
     queued: VecDeque<Queued>,
 }
@@ -125,6 +141,12 @@ struct Subscriber {
     /// Woken by broadcast number `woken_by` and not drained since.
     pending: bool,
     woken_by: u64,
+    /// Speaks protocol 3: gets the roster frames and, with a view, the
+    /// overview.
+    roster_feed: bool,
+    /// Must be sent the whole roster next (a newcomer, or a version-3
+    /// subscriber that fell behind).
+    roster_owed: bool,
 }
 
 /// Every subscriber, grouped by wire format.
@@ -143,6 +165,12 @@ pub struct Fanout {
     /// The last whole-world snapshot per entry of `formats`, shared by
     /// every subscriber resynchronised before anything it names changes.
     snapshots: Vec<Option<SharedSnapshot>>,
+    /// Subscribers that speak protocol 3: while there is none, no roster
+    /// frame is encoded.
+    roster_feeds: usize,
+    /// The last `Roster` and the roster version it stands for, shared by
+    /// every version-3 subscriber owed one before the roster changes.
+    roster: Option<(u64, Encoded)>,
 }
 
 /// A whole-world snapshot and the moment it stands for.
@@ -221,6 +249,8 @@ impl Fanout {
                 wake: Arc::clone(&wake),
                 pending: false,
                 woken_by: 0,
+                roster_feed: false,
+                roster_owed: false,
             },
         );
         wake.notify_one();
@@ -231,13 +261,31 @@ impl Fanout {
         if let Some(subscriber) = self.subscribers.remove(&key) {
             self.members[subscriber.format] -= 1;
             self.viewers -= usize::from(subscriber.view.is_some());
+            self.roster_feeds -= usize::from(subscriber.roster_feed);
             self.note_drained(&subscriber);
         }
     }
 
+    /// Makes a native subscriber a version-3 one: from now on it gets the
+    /// roster frames of every broadcast, the whole roster before its next
+    /// delivery, and the overview while it has a view.
+    pub fn feed_roster(&mut self, key: SubscriberKey) {
+        let Some(subscriber) = self.subscribers.get_mut(&key) else {
+            return;
+        };
+        if subscriber.roster_feed {
+            return;
+        }
+        self.roster_feeds += 1;
+        subscriber.roster_feed = true;
+        subscriber.roster_owed = true;
+        subscriber.wake.notify_one();
+    }
+
     /// Sets the area of interest of a native subscriber (`None`: the whole
-    /// world). If its region changed, its queue is dropped and its next
-    /// delivery is a snapshot of the new region. Returns whether it changed.
+    /// world). If its region changed, its queue is dropped (but for roster
+    /// frames) and its next delivery is a snapshot of the new region.
+    /// Returns whether it changed.
     pub fn set_view(&mut self, key: SubscriberKey, view: Option<Region>) -> bool {
         let Some(subscriber) = self.subscribers.get_mut(&key) else {
             return false;
@@ -248,8 +296,13 @@ impl Fanout {
         self.viewers =
             self.viewers + usize::from(view.is_some()) - usize::from(subscriber.view.is_some());
         subscriber.view = view;
-        let owed = subscriber.drop_queue();
-        subscriber.resync = Some(owed);
+        let owed = subscriber.drop_all_but_roster();
+        if let Some(earlier) = subscriber.resync.take() {
+            // Still owed a snapshot: the leave markers it was owed stand.
+            subscriber.resync = Some(earlier.into_iter().chain(owed).collect());
+        } else {
+            subscriber.resync = Some(owed);
+        }
         subscriber.wake.notify_one();
         true
     }
@@ -297,8 +350,19 @@ impl Fanout {
                 .collect(),
         });
         let news = news.map(Arc::new);
+        let roster = (self.roster_feeds > 0)
+            .then(|| overview::encode_roster_changes(events))
+            .filter(|roster| !roster.bytes.is_empty());
         let mut resynced = 0;
         for subscriber in self.subscribers.values_mut() {
+            let mut roster_woke = false;
+            if subscriber.roster_feed
+                && let Some(roster) = &roster
+            {
+                let (woke, resync) = subscriber.push(Queued::Roster(roster.clone()), limit);
+                roster_woke = woke;
+                resynced += usize::from(resync);
+            }
             let (woke, resync) = match (&subscriber.view, &news) {
                 (Some(region), Some(news)) => {
                     let bytes = news.size_for(region);
@@ -311,6 +375,7 @@ impl Fanout {
                 _ => subscriber.push(Queued::Shared(Arc::clone(&batch)), limit),
             };
             resynced += usize::from(resync);
+            let woke = woke || roster_woke;
             if woke {
                 woken.push(Arc::clone(&subscriber.wake));
             }
@@ -323,12 +388,54 @@ impl Fanout {
         resynced
     }
 
-    /// Takes everything queued for `key`: a snapshot if it is owed one, then
-    /// the batches in order. Only the snapshot is encoded here (it needs
-    /// `state`); the rest is put together by [`Taken::encode`], which needs
-    /// neither `state` nor the fanout.
+    /// Queues one overview (already encoded, see
+    /// [`overview::encode_overview`]) for every version-3 subscriber with a
+    /// view; returns how many had to be resynchronised. Those it queued for
+    /// are added to `woken`.
+    pub fn push_overview(
+        &mut self,
+        encoded: &Encoded,
+        limit: usize,
+        woken: &mut Vec<Arc<Notify>>,
+    ) -> usize {
+        let mut resynced = 0;
+        for subscriber in self.subscribers.values_mut() {
+            if !subscriber.gets_overview() {
+                continue;
+            }
+            let (woke, resync) = subscriber.push(Queued::Overview(encoded.clone()), limit);
+            resynced += usize::from(resync);
+            if woke {
+                woken.push(Arc::clone(&subscriber.wake));
+            }
+        }
+        resynced
+    }
+
+    /// Whether any subscriber is to be sent the overview (so whether it is
+    /// worth encoding).
+    pub fn wants_overview(&self) -> bool {
+        self.roster_feeds > 0 && self.subscribers.values().any(Subscriber::gets_overview)
+    }
+
+    /// Takes everything queued for `key`: the roster and a snapshot if it is
+    /// owed them, then the batches in order. Only the roster and the
+    /// snapshot are encoded here (they need `state`); the rest is put
+    /// together by [`Taken::encode`], which needs neither `state` nor the
+    /// fanout.
     pub fn take(&mut self, key: SubscriberKey, state: &State) -> Option<Taken> {
         let subscriber = self.subscribers.get_mut(&key)?;
+        let roster = std::mem::take(&mut subscriber.roster_owed).then(|| {
+            let version = state.roster_version();
+            match &self.roster {
+                Some((at, encoded)) if *at == version => encoded.clone(),
+                _ => {
+                    let encoded = overview::encode_roster(state);
+                    self.roster = Some((version, encoded.clone()));
+                    encoded
+                }
+            }
+        });
         let snapshot = subscriber.resync.take().map(|owed| match &subscriber.view {
             Some(region) => native::encode_region_snapshot(state, region),
             None if owed.is_empty() => SharedSnapshot::take(
@@ -343,6 +450,7 @@ impl Fanout {
         let taken = Taken {
             format: subscriber.format,
             view: subscriber.view,
+            roster,
             snapshot,
             queued: std::mem::take(&mut subscriber.queue),
         };
@@ -392,13 +500,15 @@ impl Taken {
     /// view's part of a cut batch is put together here).
     pub fn encode(self) -> Outgoing {
         let mut out = Outgoing::default();
-        let parts = self
-            .snapshot
-            .into_iter()
-            .chain(self.queued.into_iter().filter_map(|queued| match queued {
-                Queued::Shared(batch) => batch.encoded[self.format].clone(),
-                Queued::Cells { news, .. } => self.view.map(|region| news.for_region(&region)),
-            }));
+        let parts =
+            self.roster
+                .into_iter()
+                .chain(self.snapshot)
+                .chain(self.queued.into_iter().filter_map(|queued| match queued {
+                    Queued::Shared(batch) => batch.encoded[self.format].clone(),
+                    Queued::Cells { news, .. } => self.view.map(|region| news.for_region(&region)),
+                    Queued::Roster(encoded) | Queued::Overview(encoded) => Some(encoded),
+                }));
         for part in parts {
             if !part.bytes.is_empty() {
                 out.chunks.push(part.bytes);
@@ -416,6 +526,7 @@ impl Queued {
         match self {
             Queued::Shared(batch) => batch.encoded[format].as_ref().map_or(0, |e| e.bytes.len()),
             Queued::Cells { bytes, .. } => *bytes,
+            Queued::Roster(encoded) | Queued::Overview(encoded) => encoded.bytes.len(),
         }
     }
 
@@ -424,17 +535,29 @@ impl Queued {
         match self {
             Queued::Shared(batch) => &batch.left_with_position,
             // A view's resync is a native snapshot, which replaces the
-            // whole view: nothing is owed.
-            Queued::Cells { .. } => &[],
+            // whole view: nothing is owed. Roster frames and overviews are
+            // native too.
+            Queued::Cells { .. } | Queued::Roster(_) | Queued::Overview(_) => &[],
         }
     }
 }
 
 impl Subscriber {
+    /// Whether it is sent the overview: it speaks protocol 3 and has a view.
+    fn gets_overview(&self) -> bool {
+        self.roster_feed && self.view.is_some()
+    }
+
     /// Queues a delivery; returns whether the subscriber is to be woken,
     /// and whether it had to be resynchronised.
     fn push(&mut self, queued: Queued, limit: usize) -> (bool, bool) {
-        if let Some(owed) = &mut self.resync {
+        // While a snapshot is owed, batches wait for it (it is taken later
+        // and holds them), but roster changes do not: a view's snapshot
+        // says nothing of the roster, unless the whole roster is owed too.
+        let roster_waits = matches!(queued, Queued::Roster(_)) && !self.roster_owed;
+        if let Some(owed) = &mut self.resync
+            && !roster_waits
+        {
             owed.extend_from_slice(queued.left_with_position());
             return (true, false);
         }
@@ -447,10 +570,33 @@ impl Subscriber {
         let mut resynced = false;
         if self.queued_bytes > limit {
             let owed = self.drop_queue();
-            self.resync = Some(owed);
+            let earlier = self.resync.take().unwrap_or_default();
+            self.resync = Some(earlier.into_iter().chain(owed).collect());
+            // Its roster frames went with the queue: the whole roster
+            // replaces them.
+            self.roster_owed = self.roster_feed;
             resynced = true;
         }
         (true, resynced)
+    }
+
+    /// Empties the queue but for its roster frames (a change of view);
+    /// returns the leave markers it held.
+    fn drop_all_but_roster(&mut self) -> Vec<ClientId> {
+        let mut owed = Vec::new();
+        let mut kept_bytes = 0;
+        let format = self.format;
+        self.queue.retain(|queued| {
+            let keep = matches!(queued, Queued::Roster(_));
+            if keep {
+                kept_bytes += queued.bytes(format);
+            } else {
+                owed.extend_from_slice(queued.left_with_position());
+            }
+            keep
+        });
+        self.queued_bytes = kept_bytes;
+        owed
     }
 
     /// Empties the queue; returns the leave markers it held.
@@ -742,6 +888,106 @@ pub(crate) mod tests {
         assert!(!named(1), "the far view has none");
         assert!(named(2), "no view: everything");
         assert_eq!(woken.len(), 2);
+    }
+
+    #[test]
+    fn a_version_3_view_hears_every_join_and_leave_and_a_version_2_view_does_not() {
+        use shared::native::{Overview, ServerMessage};
+        let mut state = State::default();
+        let mut fanout = Fanout::default();
+        let (v3, v2) = (SubscriberKey::Player(1), SubscriberKey::Player(2));
+        for id in [1, 2] {
+            state.join(crate::world::info(id));
+            state.set_positions(id, &[Position::new(0, 0)]);
+            fanout.subscribe(SubscriberKey::Player(id), &NATIVE_FRAMES);
+        }
+        fanout.feed_roster(v3);
+        let near = Region::around(Position::new(0, 0), 100);
+        fanout.set_view(v3, near);
+        fanout.set_view(v2, near);
+        fanout.broadcast(&state.take_log(), &state, 1 << 20, &mut Vec::new());
+        let first = decode(&fanout.drain(v3, &state));
+        assert!(
+            matches!(&first[..], [ServerMessage::Roster(all), ServerMessage::Snapshot { .. }] if all.len() == 2),
+            "the roster, then the view: {first:?}"
+        );
+        fanout.drain(v2, &state);
+
+        // A far player joins and leaves: news for the roster only.
+        state.join(crate::world::info(3));
+        state.set_positions(3, &[Position::new(3000, 3000)]);
+        fanout.broadcast(&state.take_log(), &state, 1 << 20, &mut Vec::new());
+        // The view moves before it took that: the roster frame stays.
+        assert!(fanout.set_view(v3, Region::around(Position::new(200, 0), 100)));
+        state.leave(3);
+        fanout.broadcast(&state.take_log(), &state, 1 << 20, &mut Vec::new());
+        let got = decode(&fanout.drain(v3, &state));
+        let roster: Vec<&ServerMessage> = got
+            .iter()
+            .filter(|m| {
+                matches!(
+                    m,
+                    ServerMessage::RosterJoined(_) | ServerMessage::RosterLeft { .. }
+                )
+            })
+            .collect();
+        assert!(
+            matches!(roster[..], [ServerMessage::RosterJoined(info), ServerMessage::RosterLeft { id: 3 }] if info.id == 3),
+            "{got:?}"
+        );
+        assert!(
+            matches!(got[0], ServerMessage::Snapshot { .. }),
+            "the new view's snapshot"
+        );
+        assert!(
+            decode(&fanout.drain(v2, &state)).is_empty(),
+            "a version-2 view hears nothing of a far player"
+        );
+
+        // The overview goes to the version-3 view only, the same bytes.
+        assert!(fanout.wants_overview());
+        let encoded = overview::encode_overview(&state, 10);
+        let mut woken = Vec::new();
+        fanout.push_overview(&encoded, 1 << 20, &mut woken);
+        assert_eq!(woken.len(), 1);
+        let out = fanout.drain(v3, &state);
+        assert_eq!(
+            out.chunks[0].as_ptr(),
+            encoded.bytes.as_ptr(),
+            "shared, not copied"
+        );
+        assert!(
+            matches!(&decode(&out)[..], [ServerMessage::Overview(Overview::Players(p))] if p.len() == 2)
+        );
+        // Without a view it gets everything already: no overview.
+        fanout.set_view(v3, None);
+        assert!(!fanout.wants_overview());
+    }
+
+    #[test]
+    fn a_version_3_laggard_is_sent_the_whole_roster_again() {
+        use shared::native::ServerMessage;
+        let mut state = State::default();
+        let mut fanout = Fanout::default();
+        let slow = SubscriberKey::Player(1);
+        state.join(crate::world::info(1));
+        fanout.subscribe(slow, &NATIVE_FRAMES);
+        fanout.feed_roster(slow);
+        fanout.drain(slow, &state);
+        for id in 2..200 {
+            state.join(crate::world::info(id));
+            fanout.broadcast(&state.take_log(), &state, 256, &mut Vec::new());
+        }
+        let got = decode(&fanout.drain(slow, &state));
+        let first_roster = got
+            .iter()
+            .position(|m| matches!(m, ServerMessage::Roster(_)))
+            .expect("a whole roster after falling behind");
+        assert!(matches!(&got[first_roster], ServerMessage::Roster(all) if all.len() == 199));
+        assert!(matches!(
+            got[first_roster + 1],
+            ServerMessage::Snapshot { .. }
+        ));
     }
 
     #[test]

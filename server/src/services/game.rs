@@ -57,6 +57,12 @@ async fn session(connection: &mut NativeConnection, id: ClientId, shared: &Share
             Ok(Ok(message)) => message,
         },
     };
+    let protocol_version = match &hello {
+        ClientMessage::Hello {
+            protocol_version, ..
+        } => *protocol_version,
+        _ => 0,
+    };
     let name = match check_hello(hello, id) {
         Ok(name) => name,
         Err(reason) => {
@@ -88,6 +94,7 @@ async fn session(connection: &mut NativeConnection, id: ClientId, shared: &Share
         },
         &NATIVE_FRAMES,
     );
+    member.speaks(protocol_version);
     if let Err(reason) = connection.writer.send(&frame(&welcome), 1).await {
         return reason;
     }

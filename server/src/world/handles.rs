@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use shared::ClientId;
 use shared::legacy::Position;
+use shared::native::OVERVIEW_PROTOCOL_VERSION;
 use tokio::sync::Notify;
 
 use super::World;
@@ -64,6 +65,17 @@ impl Membership {
         let region = Region::around(center, half_extent);
         let world = &self.subscription.world;
         world.lock().fanout.set_view(self.subscription.key, region);
+    }
+
+    /// Tells the world which native protocol version this player's client
+    /// announced: from [`OVERVIEW_PROTOCOL_VERSION`] on, it is sent the
+    /// roster frames and, with a view, the overview (older clients would
+    /// not know these messages).
+    pub fn speaks(&self, protocol_version: u32) {
+        if protocol_version >= OVERVIEW_PROTOCOL_VERSION {
+            let world = &self.subscription.world;
+            world.lock().fanout.feed_roster(self.subscription.key);
+        }
     }
 
     /// Resolves when there is something to send to this player.

@@ -10,6 +10,7 @@ mod broadcaster;
 pub mod grid;
 mod handles;
 pub mod move_rate;
+mod overview;
 mod pacing;
 mod replication;
 pub mod state;

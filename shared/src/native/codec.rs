@@ -265,6 +265,19 @@ mod tests {
             ServerMessage::Goodbye {
                 reason: "bye".into(),
             },
+            ServerMessage::Roster(vec![alice.clone()]),
+            ServerMessage::RosterJoined(alice.clone()),
+            ServerMessage::RosterLeft { id: 7 },
+            ServerMessage::Overview(Overview::Players(vec![PlayerPosition {
+                id: 5,
+                position: Position::new(3000, 3000),
+            }])),
+            ServerMessage::Overview(Overview::Density(DensityGrid {
+                origin: Position::new(-2048, 0),
+                cell_size: 128,
+                columns: 2,
+                counts: vec![0, 1, 250, 70_000],
+            })),
         ]
     }
 
@@ -307,6 +320,37 @@ mod tests {
         for expected in messages {
             assert_eq!(codec.decode(&mut buf).unwrap(), Some(expected));
         }
+    }
+
+    #[test]
+    fn version_3_messages_come_after_every_older_variant() {
+        // A version-2 reader knows variants 0..=9 (Goodbye is 9): the new
+        // ones must not shift them.
+        let tag = |message: &ServerMessage| frame(message)[LEN_SIZE];
+        assert_eq!(tag(&ServerMessage::Goodbye { reason: "".into() }), 9);
+        assert_eq!(tag(&ServerMessage::Roster(Vec::new())), 10);
+        assert_eq!(tag(&ServerMessage::RosterLeft { id: 1 }), 12);
+        assert_eq!(
+            tag(&ServerMessage::Overview(Overview::Players(Vec::new()))),
+            13
+        );
+    }
+
+    #[test]
+    fn a_density_grid_reads_by_column_and_row() {
+        let grid = DensityGrid {
+            origin: Position::new(0, 0),
+            cell_size: 64,
+            columns: 3,
+            counts: vec![1, 2, 3, 4, 5, 6],
+        };
+        assert_eq!(grid.rows(), 2);
+        assert_eq!(grid.count(2, 1), Some(6));
+        assert_eq!(grid.count(3, 0), None, "past the columns");
+        assert_eq!(grid.count(0, 2), None, "past the rows");
+        let empty = DensityGrid { columns: 0, ..grid };
+        assert_eq!(empty.rows(), 0);
+        assert_eq!(empty.count(0, 0), None);
     }
 
     #[test]

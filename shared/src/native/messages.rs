@@ -76,6 +76,66 @@ pub enum ServerMessage {
     Goodbye {
         reason: String,
     },
+    /// (Version 3) Every player connected now, wherever it is: replaces the
+    /// client's roster. Sent to a version-3 client before its first
+    /// snapshot and after it fell behind. The roster is separate from the
+    /// view: `Snapshot`, `PlayerJoined` and `PlayerLeft` still say who is in
+    /// the view (the whole world without a `View`).
+    Roster(Vec<PlayerInfo>),
+    /// (Version 3) A player connected, wherever it is.
+    RosterJoined(PlayerInfo),
+    /// (Version 3) A player disconnected, wherever it was.
+    RosterLeft {
+        id: ClientId,
+    },
+    /// (Version 3) The low-rate picture of the whole world sent to a
+    /// client with a `View` (about once a second): see [`Overview`].
+    Overview(Overview),
+}
+
+/// What a version-3 client with an area of interest is told about the whole
+/// world, at a low rate, so it can still draw everyone on a minimap.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Overview {
+    /// Every player that has a position (a world of up to the server's
+    /// `--overview-max-players`).
+    Players(Vec<PlayerPosition>),
+    /// A bigger world: how many players stand in each coarse cell.
+    Density(DensityGrid),
+}
+
+/// Players per coarse cell, row by row from `origin` (the lowest x and y
+/// of cell `(0, 0)`); rows go up in y, columns in x. A cell covers
+/// `cell_size` units on each axis: cell `(c, r)` holds the players with
+/// `origin.x + c * cell_size <= x < origin.x + (c + 1) * cell_size`, and the
+/// same for y with `r`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DensityGrid {
+    pub origin: Position,
+    pub cell_size: u16,
+    pub columns: u16,
+    /// `columns` counts per row; `counts.len() / columns` rows.
+    pub counts: Vec<u32>,
+}
+
+impl DensityGrid {
+    /// Rows of the grid (0 when it has no columns).
+    pub fn rows(&self) -> usize {
+        match self.columns {
+            0 => 0,
+            columns => self.counts.len() / usize::from(columns),
+        }
+    }
+
+    /// The count of cell `(column, row)`, if the grid has it.
+    pub fn count(&self, column: usize, row: usize) -> Option<u32> {
+        if column >= usize::from(self.columns) {
+            return None;
+        }
+        self.counts
+            .get(row * usize::from(self.columns) + column)
+            .copied()
+    }
 }
 
 /// Why a `Hello` was refused.

@@ -23,8 +23,14 @@ pub use codec::{
 pub use messages::*;
 
 /// The protocol version this build speaks. Version 2 added
-/// [`ClientMessage::View`] (area of interest); nothing else changed.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// [`ClientMessage::View`] (area of interest). Version 3 added the roster
+/// messages ([`ServerMessage::Roster`], [`ServerMessage::RosterJoined`],
+/// [`ServerMessage::RosterLeft`]) and [`ServerMessage::Overview`]; the server
+/// sends them only to clients whose `Hello` announced version 3 or later.
+pub const PROTOCOL_VERSION: u32 = 3;
+
+/// The first protocol version that knows the roster and overview messages.
+pub const OVERVIEW_PROTOCOL_VERSION: u32 = 3;
 
 /// The oldest protocol version a server of this build still serves.
 pub const MIN_PROTOCOL_VERSION: u32 = 1;

@@ -1,0 +1,54 @@
+//! The overview ticker: about once a second, the whole world's overview
+//! (see [`crate::fanout::overview`]) is encoded once and queued for every
+//! version-3 subscriber with an area of interest.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+use super::World;
+use crate::fanout::{self, overview};
+
+impl World {
+    /// Sends an overview every `period` until `shutdown`; each lists the
+    /// players one by one while the world has at most `max_players`.
+    pub async fn run_overview(
+        self: Arc<Self>,
+        period: Duration,
+        max_players: usize,
+        shutdown: CancellationToken,
+    ) {
+        let mut ticks = tokio::time::interval(period);
+        // A late tick is not worth catching up: the next overview is newer.
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            self.send_overview(max_players);
+        }
+    }
+
+    /// Encodes one overview and queues it for every subscriber that gets
+    /// one; returns how many it was queued for (0 when none wants it, in
+    /// which case nothing is encoded).
+    pub fn send_overview(&self, max_players: usize) -> usize {
+        let mut inner = self.lock();
+        if !inner.fanout.wants_overview() {
+            return 0;
+        }
+        let encoded = overview::encode_overview(&inner.state, max_players);
+        let limit = fanout::queue_limit(inner.state.player_count());
+        let mut woken = Vec::new();
+        let resynced = inner.fanout.push_overview(&encoded, limit, &mut woken);
+        drop(inner);
+        for wake in &woken {
+            wake.notify_one();
+        }
+        self.resyncs.inc_by(resynced as u64);
+        woken.len()
+    }
+}

@@ -73,6 +73,7 @@ impl PluginGroup for GameLogicPlugins {
             .add(logic::schedules::SerialSchedulesPlugin)
             .add(net::NetworkPlugin)
             .add(logic::players::PlayersPlugin)
+            .add(logic::overview::OverviewPlugin)
             .add(logic::interpolation::InterpolationPlugin)
             .add(logic::local_input::LocalInputPlugin)
             .add(logic::math_panel::MathPanelPlugin)

@@ -119,6 +119,18 @@ impl NameLabel {
     }
 }
 
+/// A player the server's view of us does not hold (protocol 3): it is
+/// known from the roster, and where it is comes from the overview, about
+/// once a second, if at all. The minimap and the indicators show its age.
+#[derive(Component, Debug, Default, Clone, Copy)]
+pub struct OutOfView;
+
+/// Whether the server sends the roster apart from the view (protocol 3:
+/// it sent a `Roster`). Then a player leaving the view is not gone, only
+/// [`OutOfView`]; it is gone when the roster says so.
+#[derive(Resource, Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WholeRoster(pub bool);
+
 /// The player's kind, for colours and the minimap.
 #[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Kind(pub PlayerKind);
@@ -224,6 +236,7 @@ impl Plugin for PlayersPlugin {
         // Off, the few small trees (indicators) are recomputed each frame.
         app.insert_resource(StaticTransformOptimizations::Disabled)
             .init_resource::<PlayerIndex>()
+            .init_resource::<WholeRoster>()
             .init_resource::<PlayerSprites>()
             .add_message::<SampleInterval>()
             .configure_sets(Update, PlayerSystems::Apply.in_set(NetSystems::Apply))
@@ -353,12 +366,15 @@ type RemoteMotion = (
     &'static mut Visibility,
 );
 
-/// Snapshot / joined / left / cleared → spawn and despawn remote players.
+/// Snapshot / joined / left / roster / cleared → spawn and despawn remote
+/// players. With the whole roster (protocol 3) the view's events only say
+/// who is [`OutOfView`]; the roster's events spawn and despawn.
 #[allow(clippy::too_many_arguments)]
 pub fn apply_roster_events(
     mut messages: MessageReader<RosterEvent>,
     mut commands: Commands,
     mut index: ResMut<PlayerIndex>,
+    mut whole: ResMut<WholeRoster>,
     local_id: Res<LocalPlayerId>,
     sprites: Res<PlayerSprites>,
     time: Res<Time>,
@@ -372,14 +388,26 @@ pub fn apply_roster_events(
         match event {
             RosterEvent::Snapshot(players_now) => {
                 let present: HashSet<ClientId> = players_now.iter().map(|p| p.info.id).collect();
-                index.retain(|id, entity| {
-                    let keep = present.contains(&id);
-                    if !keep {
-                        info!("player gone (not in snapshot) id={id}");
-                        commands.entity(entity).despawn();
-                    }
-                    keep
-                });
+                if whole.0 {
+                    // Out of the view, not out of the world.
+                    index.retain(|id, entity| {
+                        if present.contains(&id) {
+                            commands.entity(entity).remove::<OutOfView>();
+                        } else {
+                            commands.entity(entity).insert(OutOfView);
+                        }
+                        true
+                    });
+                } else {
+                    index.retain(|id, entity| {
+                        let keep = present.contains(&id);
+                        if !keep {
+                            info!("player gone (not in snapshot) id={id}");
+                            commands.entity(entity).despawn();
+                        }
+                        keep
+                    });
+                }
                 for player in players_now {
                     let id = player.info.id;
                     if Some(id) == local_id.0 {
@@ -426,7 +454,11 @@ pub fn apply_roster_events(
                 }
             }
             RosterEvent::Joined(info) => {
-                if Some(info.id) == local_id.0 || index.contains(info.id) {
+                if Some(info.id) == local_id.0 {
+                    continue;
+                }
+                if let Some(entity) = index.get(info.id) {
+                    commands.entity(entity).remove::<OutOfView>();
                     continue;
                 }
                 info!(
@@ -439,12 +471,58 @@ pub fn apply_roster_events(
                 index.insert(info.id, entity);
             }
             RosterEvent::Left(id) => {
+                if whole.0 {
+                    if let Some(entity) = index.get(*id) {
+                        commands.entity(entity).insert(OutOfView);
+                    }
+                } else if let Some(entity) = index.remove(*id) {
+                    info!("player left id={id}");
+                    commands.entity(entity).despawn();
+                }
+            }
+            RosterEvent::Roster(everyone) => {
+                whole.0 = true;
+                let present: HashSet<ClientId> = everyone.iter().map(|p| p.id).collect();
+                index.retain(|id, entity| {
+                    let keep = present.contains(&id);
+                    if !keep {
+                        info!("player gone (not in roster) id={id}");
+                        commands.entity(entity).despawn();
+                    }
+                    keep
+                });
+                for info in everyone {
+                    if Some(info.id) != local_id.0 && !index.contains(info.id) {
+                        let entity =
+                            spawn_remote_player(&mut commands, &sprites, info, None, now, area);
+                        commands.entity(entity).insert(OutOfView);
+                        index.insert(info.id, entity);
+                    }
+                }
+                info!("roster of {} players", everyone.len());
+            }
+            RosterEvent::Connected(info) => {
+                if Some(info.id) == local_id.0 || index.contains(info.id) {
+                    continue;
+                }
+                info!(
+                    "player connected id={} name={:?} kind={}",
+                    info.id,
+                    info.name,
+                    kind_label(info.kind)
+                );
+                let entity = spawn_remote_player(&mut commands, &sprites, info, None, now, area);
+                commands.entity(entity).insert(OutOfView);
+                index.insert(info.id, entity);
+            }
+            RosterEvent::Disconnected(id) => {
                 if let Some(entity) = index.remove(*id) {
                     info!("player left id={id}");
                     commands.entity(entity).despawn();
                 }
             }
             RosterEvent::Cleared => {
+                whole.0 = false;
                 // The view is stale the moment the connection is gone; the
                 // next Welcome brings a fresh snapshot.
                 for (_, entity) in index.drain() {

@@ -13,7 +13,9 @@ use bevy::state::app::StatesPlugin;
 use crossbeam_channel::{Receiver, Sender};
 use shared::ClientId;
 use shared::math::MathStatus;
-use shared::native::{ClientMessage, PlayerInfo, PlayerPosition, PlayerState, ServerMessage};
+use shared::native::{
+    ClientMessage, Overview, PlayerInfo, PlayerPosition, PlayerState, ServerMessage,
+};
 
 use crate::ClientSettings;
 use conditioner::LinkConditions;
@@ -57,15 +59,30 @@ pub enum ConnectionEvent {
 
 /// Who is in the world. In arrival order, because order matters here
 /// (a snapshot replaces what came before it).
+///
+/// `Snapshot`, `Joined` and `Left` are about the server's view of us: the
+/// whole world without an area of interest, else who is in it. The roster
+/// events (protocol 3) are about who is connected, wherever they are.
 #[derive(Message, Debug, Clone, PartialEq)]
 pub enum RosterEvent {
-    /// The authoritative full view; replaces everything we knew.
+    /// The authoritative view; replaces everything we knew of it.
     Snapshot(Vec<PlayerState>),
     Joined(PlayerInfo),
     Left(ClientId),
+    /// Everyone connected now (protocol 3): replaces the roster.
+    Roster(Vec<PlayerInfo>),
+    /// Someone connected, wherever they are (protocol 3).
+    Connected(PlayerInfo),
+    /// Someone disconnected, wherever they were (protocol 3).
+    Disconnected(ClientId),
     /// The connection is gone: the view is stale.
     Cleared,
 }
+
+/// The server's low-rate overview of the whole world (protocol 3, sent
+/// while we have an area of interest).
+#[derive(Message, Debug, Clone, PartialEq)]
+pub struct OverviewReceived(pub Overview);
 
 /// One batch of the position broadcast.
 #[derive(Message, Debug, Clone, PartialEq)]
@@ -161,6 +178,7 @@ impl Plugin for NetworkPlugin {
             .add_message::<ConnectionEvent>()
             .add_message::<RosterEvent>()
             .add_message::<PositionsReceived>()
+            .add_message::<OverviewReceived>()
             .add_message::<MathAnswerReceived>()
             .add_message::<LinkMeasurement>()
             .configure_sets(
@@ -229,6 +247,7 @@ pub struct NetMessageWriters<'w> {
     connection: MessageWriter<'w, ConnectionEvent>,
     roster: MessageWriter<'w, RosterEvent>,
     positions: MessageWriter<'w, PositionsReceived>,
+    overview: MessageWriter<'w, OverviewReceived>,
     math: MessageWriter<'w, MathAnswerReceived>,
     link: MessageWriter<'w, LinkMeasurement>,
 }
@@ -269,6 +288,18 @@ pub fn drain_network_events(events: Option<Res<NetEvents>>, mut out: NetMessageW
                 }
                 ServerMessage::Positions(positions) => {
                     out.positions.write(PositionsReceived(positions));
+                }
+                ServerMessage::Roster(players) => {
+                    out.roster.write(RosterEvent::Roster(players));
+                }
+                ServerMessage::RosterJoined(info) => {
+                    out.roster.write(RosterEvent::Connected(info));
+                }
+                ServerMessage::RosterLeft { id } => {
+                    out.roster.write(RosterEvent::Disconnected(id));
+                }
+                ServerMessage::Overview(overview) => {
+                    out.overview.write(OverviewReceived(overview));
                 }
                 ServerMessage::MathAnswer {
                     request_id,

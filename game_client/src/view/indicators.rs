@@ -2,6 +2,10 @@
 //! the view, in the player's colour (legacy orange, native blue), with an
 //! arrow pointing at them. A chip alone names its player and gives the
 //! distance; players whose chips would overlap share one chip with a count.
+//!
+//! A player out of the server's view of us is placed by the overview
+//! (protocol 3), up to a second or so late: its chip says how old the
+//! position is (`~2s`), and it is dropped once stale.
 
 use bevy::platform::collections::HashMap;
 use bevy::prelude::*;
@@ -10,9 +14,10 @@ use bevy::window::PrimaryWindow;
 use shared::native::PlayerKind;
 
 use super::camera::{CameraSystems, MainCamera, projection_scale};
+use crate::logic::overview::{overview_age, shown};
 use crate::logic::players::{
-    Kind, LatestPosition, LocalPlayer, PIXELS_PER_UNIT, PLAYER_SPRITE_PX, PlayerName, RemotePlayer,
-    kind_tint, units_to_px,
+    Kind, LatestPosition, LocalPlayer, OutOfView, PIXELS_PER_UNIT, PLAYER_SPRITE_PX, PlayerName,
+    RemotePlayer, kind_tint, units_to_px,
 };
 
 /// At most this many chips are shown (nearest clusters first).
@@ -46,6 +51,9 @@ pub struct Cluster {
     pub nearest: (f32, String),
     /// Direction (world) from the view centre to the nearest member.
     pub direction: Vec2,
+    /// How old the nearest member's position is when it comes from the
+    /// overview, seconds; `None`: live.
+    pub age: Option<f64>,
 }
 
 impl Cluster {
@@ -64,10 +72,14 @@ impl Cluster {
 
     pub fn label(&self) -> String {
         let (distance, name) = &self.nearest;
+        let age = match self.age {
+            Some(age) => format!(" ~{age:.0}s"),
+            None => String::new(),
+        };
         if self.count == 1 {
-            format!("{name} {distance:.0}")
+            format!("{name} {distance:.0}{age}")
         } else {
-            format!("{} players {distance:.0}+", self.count)
+            format!("{} players {distance:.0}+{age}", self.count)
         }
     }
 }
@@ -136,7 +148,8 @@ pub fn update_indicators(
     windows: Query<&Window, With<PrimaryWindow>>,
     camera: Query<(&Transform, &Projection), With<MainCamera>>,
     local: Query<&Transform, (With<LocalPlayer>, Without<MainCamera>)>,
-    players: Query<(&LatestPosition, &PlayerName, &Kind), With<RemotePlayer>>,
+    players: Query<(&LatestPosition, &PlayerName, &Kind, Has<OutOfView>), With<RemotePlayer>>,
+    clock: Res<Time>,
     mut chips: Query<ChipParts, (Without<IndicatorText>, Without<RemotePlayer>)>,
     mut texts: Query<&mut Text, With<IndicatorText>>,
     mut gizmos: Gizmos,
@@ -156,8 +169,12 @@ pub fn update_indicators(
     let mut clusters: HashMap<(i32, i32), Cluster> = HashMap::default();
     // Off-screen players are plain data (no interpolated sprite): their
     // newest sample, which is where the sprite would be ~0.1 s from now.
-    for (latest, name, kind) in &players {
-        let Some(latest) = latest.position() else {
+    let now = clock.elapsed_secs_f64();
+    for (sample, name, kind, out_of_view) in &players {
+        if !shown(sample, out_of_view, now) {
+            continue;
+        }
+        let Some(latest) = sample.position() else {
             continue;
         };
         let position = units_to_px(latest);
@@ -176,6 +193,7 @@ pub fn update_indicators(
             legacy: 0,
             nearest: (f32::INFINITY, String::new()),
             direction: offset,
+            age: None,
         });
         cluster.sum += at;
         cluster.count += 1;
@@ -183,6 +201,7 @@ pub fn update_indicators(
         if distance < cluster.nearest.0 {
             cluster.nearest = (distance, name.0.clone());
             cluster.direction = offset;
+            cluster.age = overview_age(sample, out_of_view, now);
         }
     }
     let mut shown: Vec<Cluster> = clusters.into_values().collect();
@@ -245,6 +264,28 @@ mod tests {
     use super::*;
 
     const WINDOW: Vec2 = Vec2::new(800.0, 600.0);
+
+    #[test]
+    fn a_chip_placed_by_the_overview_says_how_old_it_is() {
+        let mut cluster = Cluster {
+            sum: Vec2::ZERO,
+            count: 1,
+            legacy: 1,
+            nearest: (4243.0, "py-5".into()),
+            direction: Vec2::X,
+            age: None,
+        };
+        assert_eq!(cluster.label(), "py-5 4243");
+        assert_eq!(
+            cluster.color(),
+            kind_tint(PlayerKind::Legacy),
+            "legacy orange"
+        );
+        cluster.age = Some(1.6);
+        assert_eq!(cluster.label(), "py-5 4243 ~2s");
+        cluster.count = 3;
+        assert_eq!(cluster.label(), "3 players 4243+ ~2s");
+    }
 
     #[test]
     fn players_on_screen_get_no_indicator() {

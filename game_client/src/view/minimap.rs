@@ -2,6 +2,10 @@
 //! green) with the current view as a white rectangle. Spectating, a click or
 //! drag on it moves the camera there.
 //!
+//! Players out of the server's view of us are drawn from the overview
+//! (protocol 3) while their sample is fresh; in a world too big for the
+//! overview to list, its density grid is drawn underneath as a heat map.
+//!
 //! It is a small CPU-drawn image, redrawn a few times a second: the cost is
 //! one pass over the players and a 180×180 upload, whatever the crowd size.
 
@@ -9,12 +13,14 @@ use bevy::asset::RenderAssetUsages;
 use bevy::prelude::*;
 use bevy::render::render_resource::{Extent3d, TextureDimension, TextureFormat};
 use bevy::window::PrimaryWindow;
-use shared::native::PlayerKind;
+use shared::native::{DensityGrid, PlayerKind};
 
 pub use super::camera::PointerOverMinimap;
 use super::camera::{CameraSystems, MainCamera, projection_scale, visible_rect};
+use crate::logic::overview::{DensityMap, shown};
 use crate::logic::players::{
-    Kind, LOCAL_TINT, LatestPosition, LocalPlayer, PIXELS_PER_UNIT, RemotePlayer, kind_tint,
+    Kind, LOCAL_TINT, LatestPosition, LocalPlayer, OutOfView, PIXELS_PER_UNIT, RemotePlayer,
+    kind_tint,
 };
 use crate::{ClientSettings, ControlMode};
 
@@ -32,6 +38,10 @@ const BACKGROUND: [u8; 4] = [16, 20, 26, 215];
 const VIEW_RECT: [u8; 4] = [255, 255, 255, 255];
 /// A dot is this many texels wide (the local player's one more).
 const DOT_TEXELS: i32 = 4;
+/// The heat map's colour at the densest cell (alpha scales with density).
+const HEAT: [u8; 3] = [230, 70, 60];
+/// The faintest heat-map cell that holds anyone, alpha out of 255.
+const HEAT_MIN_ALPHA: f32 = 60.0;
 
 /// The minimap's texture.
 #[derive(Resource, Debug, Clone)]
@@ -167,6 +177,66 @@ fn put_rect(data: &mut [u8], min: IVec2, max: IVec2, color: [u8; 4]) {
     }
 }
 
+/// Fills the texels of world rectangle `rect` (units) with `color` blended
+/// over what is there.
+fn fill_rect(data: &mut [u8], extent: &MinimapExtent, rect: Rect, color: [u8; 4]) {
+    let side = MINIMAP_PX as i32;
+    let a = extent.to_texel(Vec2::new(rect.min.x, rect.max.y));
+    let b = extent.to_texel(Vec2::new(rect.max.x, rect.min.y));
+    let alpha = u16::from(color[3]);
+    for y in a.y.max(0)..=b.y.min(side - 1) {
+        for x in a.x.max(0)..=b.x.min(side - 1) {
+            let at = ((y * side + x) * 4) as usize;
+            for channel in 0..3 {
+                let under = u16::from(data[at + channel]);
+                let over = u16::from(color[channel]);
+                data[at + channel] = ((over * alpha + under * (255 - alpha)) / 255) as u8;
+            }
+        }
+    }
+}
+
+/// The world rectangle (units) of cell `(column, row)` of `grid`.
+fn density_cell(grid: &DensityGrid, column: usize, row: usize) -> Rect {
+    let size = f32::from(grid.cell_size);
+    let min = Vec2::new(f32::from(grid.origin.x), f32::from(grid.origin.y))
+        + Vec2::new(column as f32, row as f32) * size;
+    Rect::from_corners(min, min + Vec2::splat(size))
+}
+
+/// The world rectangle (units) the whole grid covers, if it has cells.
+fn density_bounds(grid: &DensityGrid) -> Option<Rect> {
+    let rows = grid.rows();
+    (rows > 0).then(|| {
+        density_cell(grid, 0, 0).union(density_cell(grid, usize::from(grid.columns) - 1, rows - 1))
+    })
+}
+
+/// Draws every non-empty cell of `grid`, more opaque where more players stand.
+fn draw_heat_map(data: &mut [u8], extent: &MinimapExtent, grid: &DensityGrid) {
+    let densest = grid.counts.iter().copied().max().unwrap_or(0);
+    if densest == 0 {
+        return;
+    }
+    for row in 0..grid.rows() {
+        for column in 0..usize::from(grid.columns) {
+            let count = grid.count(column, row).unwrap_or(0);
+            if count == 0 {
+                continue;
+            }
+            let share = count as f32 / densest as f32;
+            let alpha = HEAT_MIN_ALPHA + (255.0 - HEAT_MIN_ALPHA) * share;
+            let [r, g, b] = HEAT;
+            fill_rect(
+                data,
+                extent,
+                density_cell(grid, column, row),
+                [r, g, b, alpha as u8],
+            );
+        }
+    }
+}
+
 fn rgba(color: Color) -> [u8; 4] {
     color.to_srgba().to_u8_array()
 }
@@ -175,15 +245,18 @@ fn rgba(color: Color) -> [u8; 4] {
 #[allow(clippy::too_many_arguments)]
 pub fn draw_minimap(
     time: Res<Time<Real>>,
+    clock: Res<Time>,
+    density: Res<DensityMap>,
     image: Option<Res<MinimapImage>>,
     mut images: ResMut<Assets<Image>>,
     mut extent: ResMut<MinimapExtent>,
     windows: Query<&Window, With<PrimaryWindow>>,
     camera: Query<(&Transform, &Projection), With<MainCamera>>,
-    players: Query<(&LatestPosition, &Kind), With<RemotePlayer>>,
+    players: Query<(&LatestPosition, &Kind, Has<OutOfView>), With<RemotePlayer>>,
     local: Query<&Transform, (With<LocalPlayer>, Without<MainCamera>)>,
     mut last_redraw: Local<f64>,
 ) {
+    let sampled_now = clock.elapsed_secs_f64();
     let now = time.elapsed_secs_f64();
     if now - *last_redraw < MINIMAP_REDRAW_PERIOD_SECS {
         return;
@@ -202,10 +275,16 @@ pub fn draw_minimap(
     let view_units = Rect::from_corners(view.min / PIXELS_PER_UNIT, view.max / PIXELS_PER_UNIT);
     // Every player's newest sample (most are off screen: plain data, no sprite).
     let mut bounds = view_units;
-    for (latest, _) in &players {
-        if let Some(latest) = latest.position() {
+    for (latest, _, out_of_view) in &players {
+        if shown(latest, out_of_view, sampled_now)
+            && let Some(latest) = latest.position()
+        {
             bounds = bounds.union_point(latest);
         }
+    }
+    let grid = density.current(sampled_now);
+    if let Some(cells) = grid.and_then(density_bounds) {
+        bounds = bounds.union(cells);
     }
     let half =
         (bounds.half_size().max_element() * (1.0 + EXTENT_MARGIN)).max(MIN_HALF_EXTENT_UNITS);
@@ -223,6 +302,9 @@ pub fn draw_minimap(
     for texel in data.chunks_exact_mut(4) {
         texel.copy_from_slice(&BACKGROUND);
     }
+    if let Some(grid) = grid {
+        draw_heat_map(data, &extent, grid);
+    }
     put_rect(
         data,
         extent.to_texel(Vec2::new(view_units.min.x, view_units.max.y)),
@@ -232,8 +314,9 @@ pub fn draw_minimap(
     // Natives first, legacy on top (fewer, and the demo's point), then us.
     for kind in [PlayerKind::Native, PlayerKind::Legacy] {
         let color = rgba(kind_tint(kind));
-        for (latest, player_kind) in &players {
+        for (latest, player_kind, out_of_view) in &players {
             if player_kind.0 == kind
+                && shown(latest, out_of_view, sampled_now)
                 && let Some(latest) = latest.position()
             {
                 put_dot(data, extent.to_texel(latest), DOT_TEXELS, color);
@@ -261,5 +344,36 @@ mod tests {
         assert_eq!(extent.to_texel(Vec2::new(100.0, 0.0)), IVec2::splat(90));
         let back = extent.to_units(Vec2::new(0.25, 0.75));
         assert_eq!(back, Vec2::new(0.0, -100.0));
+    }
+
+    #[test]
+    fn the_heat_map_fills_the_cells_that_hold_players() {
+        use shared::legacy::Position;
+        let grid = DensityGrid {
+            origin: Position::new(0, 0),
+            cell_size: 100,
+            columns: 2,
+            counts: vec![4, 0, 0, 1],
+        };
+        assert_eq!(
+            density_bounds(&grid),
+            Some(Rect::new(0.0, 0.0, 200.0, 200.0))
+        );
+        let extent = MinimapExtent {
+            center: Vec2::new(100.0, 100.0),
+            half: 100.0,
+        };
+        let mut data = vec![0u8; (MINIMAP_PX * MINIMAP_PX * 4) as usize];
+        draw_heat_map(&mut data, &extent, &grid);
+        let red_at = |units: Vec2| {
+            let texel = extent.to_texel(units);
+            data[((texel.y * MINIMAP_PX as i32 + texel.x) * 4) as usize]
+        };
+        // Densest cell (bottom-left in the world) at full colour, the
+        // other one fainter, the empty ones untouched.
+        assert_eq!(red_at(Vec2::new(50.0, 50.0)), HEAT[0]);
+        assert!(red_at(Vec2::new(150.0, 150.0)) > 0);
+        assert!(red_at(Vec2::new(150.0, 150.0)) < HEAT[0]);
+        assert_eq!(red_at(Vec2::new(150.0, 50.0)), 0);
     }
 }

@@ -249,7 +249,7 @@ mod tests {
                     position: Some(Position::new(-5, 6)),
                 }],
             },
-            ServerMessage::PlayerJoined(alice),
+            ServerMessage::PlayerJoined(alice.clone()),
             ServerMessage::PlayerLeft { id: 1 },
             ServerMessage::Positions(vec![PlayerPosition {
                 id: 2,

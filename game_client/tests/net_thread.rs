@@ -351,3 +351,100 @@ fn a_small_view_hides_a_far_player_until_the_view_moves_there() {
     }
     server.stop();
 }
+
+/// A legacy positions player standing at `at` over a raw socket (the
+/// `<hh` of the Python client); returns the socket (the player stays while
+/// it is open) and the id the server greeted it with.
+fn legacy_player_at(server: &EmbeddedServer, at: Position) -> (std::net::TcpStream, i32) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(server.addrs.positions).expect("connect");
+    let mut id = [0u8; 4];
+    stream.read_exact(&mut id).expect("id greeting");
+    let mut packet = Vec::new();
+    packet.extend_from_slice(&at.x.to_le_bytes());
+    packet.extend_from_slice(&at.y.to_le_bytes());
+    stream.write_all(&packet).expect("position");
+    (stream, i32::from_le_bytes(id))
+}
+
+/// The game logic (no window) fed by a real network thread, as the
+/// headless client runs it.
+fn logic_app(link: &NetworkLink) -> bevy::app::App {
+    use bevy::input::InputPlugin;
+    use bevy::prelude::*;
+    use bevy::state::app::StatesPlugin;
+    let mut app = App::new();
+    app.add_plugins((MinimalPlugins, StatesPlugin, InputPlugin))
+        .insert_resource(game_client::ClientSettings {
+            name: "watcher".into(),
+            control: game_client::ControlMode::Spectate,
+            headless: true,
+        })
+        .insert_resource(game_client::net::NetEvents(link.events.clone()))
+        .insert_resource(game_client::net::NetCommands(link.commands.clone()))
+        .add_plugins(game_client::GameLogicPlugins);
+    app
+}
+
+#[test]
+fn a_client_with_a_view_counts_and_places_a_far_legacy_player() {
+    use bevy::prelude::*;
+    use game_client::logic::interpolation::InterpolationDelay;
+    use game_client::logic::players::{Kind, LatestPosition, OutOfView, PlayerId, RemotePlayer};
+    use game_client::logic::stats::{NetStats, status_line};
+    use game_client::net::LocalPlayerId;
+
+    let server = EmbeddedServer::start(server::Config {
+        overview_interval_ms: 100,
+        ..server::Config::ephemeral()
+    })
+    .expect("server binds");
+    let (_far, far_id) = legacy_player_at(&server, Position::new(3000, 3000));
+    let link = connect(&server, "watcher", LinkConditions::default());
+    let mut app = logic_app(&link);
+    let mut view_sent = false;
+    let deadline = Instant::now() + EVENT_TIMEOUT;
+    let far_at = loop {
+        app.update();
+        let world = app.world_mut();
+        if !view_sent && world.resource::<LocalPlayerId>().0.is_some() {
+            // The view a window at the origin asks for (view::interest).
+            link.commands
+                .send(NetCommand::Send(ClientMessage::View {
+                    center: Position::new(0, 0),
+                    half_extent: 500,
+                }))
+                .unwrap();
+            view_sent = true;
+        }
+        let online = world.resource::<NetStats>().players_online;
+        let mut far = world.query_filtered::<(&PlayerId, &LatestPosition, &Kind, Has<OutOfView>), With<RemotePlayer>>();
+        let placed = far.iter(world).find(|(id, ..)| id.0 == far_id).and_then(
+            |(_, latest, kind, out_of_view)| Some((latest.position()?, kind.0, out_of_view)),
+        );
+        if online == 2
+            && let Some(placed) = placed
+        {
+            break placed;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "players online {online}, far player {placed:?} after {EVENT_TIMEOUT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(
+        far_at.0,
+        Vec2::new(3000.0, 3000.0),
+        "placed by the overview"
+    );
+    assert_eq!(far_at.1, PlayerKind::Legacy, "drawn in the legacy orange");
+    assert!(far_at.2, "out of the view: its chip shows an age");
+    let line = status_line(
+        app.world().resource::<NetStats>(),
+        app.world().resource::<InterpolationDelay>(),
+    );
+    assert!(line.starts_with("status players=2 rtt_ms="), "{line}");
+    stop(link);
+    server.stop();
+}

@@ -4,6 +4,7 @@
 //! systems push commands back.
 
 pub mod conditioner;
+pub mod outbox;
 pub mod thread;
 
 use std::time::Duration;
@@ -112,10 +113,14 @@ pub struct NetEvents(pub Receiver<NetEvent>);
 pub struct NetCommands(pub Sender<NetCommand>);
 
 impl NetCommands {
-    /// Queues a command. A closed channel means the thread is stopping (the
-    /// app is exiting), so there is nothing useful to do with the error.
+    /// Queues a command, never waiting (a frame must not block on the
+    /// network). A closed channel means the thread is stopping (the app is
+    /// exiting); a full one, that its writes are stuck (it reconnects
+    /// within its write timeout): either way the command is stale.
     pub fn send(&self, command: NetCommand) {
-        let _ = self.0.send(command);
+        if let Err(crossbeam_channel::TrySendError::Full(command)) = self.0.try_send(command) {
+            warn!("network thread busy: dropped {command:?}");
+        }
     }
 
     /// Queues a message for the server.
@@ -151,8 +156,8 @@ pub fn channel_pair() -> (
     Sender<NetEvent>,
     Receiver<NetCommand>,
 ) {
-    let (event_tx, event_rx) = crossbeam_channel::unbounded();
-    let (command_tx, command_rx) = crossbeam_channel::unbounded();
+    let (event_tx, event_rx) = crossbeam_channel::bounded(outbox::EVENT_CHANNEL_CAPACITY);
+    let (command_tx, command_rx) = crossbeam_channel::bounded(thread::COMMAND_CHANNEL_CAPACITY);
     (
         NetEvents(event_rx),
         NetCommands(command_tx),

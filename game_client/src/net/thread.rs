@@ -11,6 +11,8 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -20,6 +22,7 @@ use shared::native::{ClientMessage, FrameCodec, PROTOCOL_VERSION, ServerMessage,
 use tokio_util::codec::Decoder;
 
 use super::conditioner::{DelayLine, LinkConditions};
+use super::outbox::{EVENT_CHANNEL_CAPACITY, EcsGone, Outbox};
 
 /// First reconnect delay; doubles after each failed attempt.
 pub const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(500);
@@ -37,6 +40,17 @@ const PING_EVERY_TICKS: u32 = 4;
 const PING_FORGET_AFTER: Duration = Duration::from_secs(10);
 /// Size of one socket read.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
+/// Commands the channel from the ECS holds at most: a few a frame (our
+/// position, a view, a query), so this is seconds of frames while a write
+/// is stuck (until [`WRITE_TIMEOUT`]); past it a command is dropped.
+pub const COMMAND_CHANNEL_CAPACITY: usize = 1024;
+/// Decoded frames the reader may get ahead of the supervisor; past it the
+/// reader waits, and the kernel's socket buffer then the server's queue
+/// (which coalesces) take the backlog.
+const INBOUND_CAPACITY: usize = 1024;
+/// While the channel to the ECS is full, the supervisor tries again this
+/// often.
+const FLUSH_RETRY: Duration = Duration::from_millis(5);
 
 /// What the network thread tells the ECS: the server's messages as decoded
 /// (the protocol's own enum, no copy of it) plus what only the connection knows.
@@ -74,6 +88,9 @@ pub struct NetworkLink {
     pub events: Receiver<NetEvent>,
     pub commands: Sender<NetCommand>,
     pub thread: JoinHandle<()>,
+    /// The most the thread has held for the ECS at once: position entries
+    /// plus queued events of its [`Outbox`] (for tests and measurements).
+    pub outbox_peak: Arc<AtomicUsize>,
 }
 
 /// Starts the network thread for `target` (`HOST:PORT`), playing as `name`,
@@ -83,18 +100,26 @@ pub fn spawn_network_thread(
     name: String,
     conditions: LinkConditions,
 ) -> std::io::Result<NetworkLink> {
-    let (event_tx, event_rx) = crossbeam_channel::unbounded();
-    let (command_tx, command_rx) = crossbeam_channel::unbounded();
+    let (event_tx, event_rx) = crossbeam_channel::bounded(EVENT_CHANNEL_CAPACITY);
+    let (command_tx, command_rx) = crossbeam_channel::bounded(COMMAND_CHANNEL_CAPACITY);
+    let outbox_peak = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::clone(&outbox_peak);
     let thread = std::thread::Builder::new()
         .name("net".into())
         .spawn(move || {
             let mut conditions = conditions.clamped();
-            run_supervisor(&target, &name, &mut conditions, &event_tx, &command_rx);
+            let ends = Ends {
+                events: &event_tx,
+                commands: &command_rx,
+                outbox_peak: &peak,
+            };
+            run_supervisor(&target, &name, &mut conditions, ends);
         })?;
     Ok(NetworkLink {
         events: event_rx,
         commands: command_tx,
         thread,
+        outbox_peak,
     })
 }
 
@@ -106,13 +131,18 @@ enum SessionEnd {
     Stop,
 }
 
-fn run_supervisor(
-    target: &str,
-    name: &str,
-    conditions: &mut LinkConditions,
-    events: &Sender<NetEvent>,
-    commands: &Receiver<NetCommand>,
-) {
+/// The thread's ends of its channels to the ECS.
+#[derive(Clone, Copy)]
+struct Ends<'a> {
+    events: &'a Sender<NetEvent>,
+    commands: &'a Receiver<NetCommand>,
+    outbox_peak: &'a AtomicUsize,
+}
+
+fn run_supervisor(target: &str, name: &str, conditions: &mut LinkConditions, ends: Ends) {
+    let Ends {
+        events, commands, ..
+    } = ends;
     let mut backoff = RECONNECT_BACKOFF_MIN;
     loop {
         if events
@@ -124,7 +154,7 @@ fn run_supervisor(
             return;
         }
         let reason = match connect(target) {
-            Ok(stream) => match run_session(stream, name, conditions, events, commands) {
+            Ok(stream) => match run_session(stream, name, conditions, ends) {
                 SessionEnd::Stop => return,
                 SessionEnd::Lost { reason, welcomed } => {
                     if welcomed {
@@ -217,15 +247,17 @@ fn run_session(
     stream: TcpStream,
     name: &str,
     conditions: &mut LinkConditions,
-    events: &Sender<NetEvent>,
-    commands: &Receiver<NetCommand>,
+    ends: Ends,
 ) -> SessionEnd {
+    let Ends {
+        events, commands, ..
+    } = ends;
     let lost = |reason: String, welcomed: bool| SessionEnd::Lost { reason, welcomed };
     let read_half = match stream.try_clone() {
         Ok(read_half) => read_half,
         Err(e) => return lost(format!("cannot clone socket: {e}"), false),
     };
-    let (inbound_tx, inbound_rx) = crossbeam_channel::unbounded();
+    let (inbound_tx, inbound_rx) = crossbeam_channel::bounded(INBOUND_CAPACITY);
     let reader = match std::thread::Builder::new()
         .name("net-reader".into())
         .spawn(move || read_frames(read_half, &inbound_tx))
@@ -248,11 +280,20 @@ fn run_session(
         pings: Vec::new(),
         traffic_bytes: 0,
         goodbye: None,
+        outbox: Outbox::default(),
+        outbox_peak: ends.outbox_peak,
     };
-    let end = session.drive(name, &inbound_rx, events, commands);
+    let mut end = session.drive(name, &inbound_rx, events, commands);
     // Unblocks the reader's `read`, so joining it cannot hang.
     let _ = session.writer.stream.shutdown(Shutdown::Both);
+    drop(inbound_rx);
     let _ = reader.join();
+    // What the server said before a lost connection still reaches the ECS,
+    // in order, before the news that it was lost. (When stopping, nobody
+    // waits for it: the ECS is going away.)
+    if matches!(end, SessionEnd::Lost { .. }) && session.outbox.flush_all(events).is_err() {
+        end = SessionEnd::Stop;
+    }
     end
 }
 
@@ -272,6 +313,9 @@ struct Session<'a> {
     pings: Vec<(u64, Instant)>,
     traffic_bytes: u64,
     goodbye: Option<String>,
+    /// What waits for room in the channel to the ECS.
+    outbox: Outbox,
+    outbox_peak: &'a AtomicUsize,
 }
 
 /// Why a step of the session stops it.
@@ -279,6 +323,12 @@ enum Stop {
     Lost(String),
     /// The ECS is gone or asked us to stop.
     Quit,
+}
+
+impl From<EcsGone> for Stop {
+    fn from(_: EcsGone) -> Stop {
+        Stop::Quit
+    }
 }
 
 impl Session<'_> {
@@ -325,6 +375,11 @@ impl Session<'_> {
                 Some(at) => crossbeam_channel::at(at),
                 None => crossbeam_channel::never(),
             };
+            let retry = if self.outbox.is_empty() {
+                crossbeam_channel::never()
+            } else {
+                crossbeam_channel::after(FLUSH_RETRY)
+            };
             select! {
                 recv(inbound) -> inbound => match inbound {
                     Ok(Inbound::Message { message, bytes }) => self.receive(message, bytes),
@@ -333,7 +388,7 @@ impl Session<'_> {
                         // (its Goodbye above all), delayed or not.
                         while let Some(instant) = self.from_server.next_due() {
                             if let Some((message, _)) = self.from_server.pop_due(instant) {
-                                self.handle(message, events)?;
+                                self.handle(message)?;
                             }
                         }
                         let reason = match self.goodbye.take() {
@@ -353,12 +408,22 @@ impl Session<'_> {
                 },
                 recv(ticker) -> _ => {
                     ticks = ticks.wrapping_add(1);
-                    self.tick(ticks, events)?;
+                    self.tick(ticks)?;
                 }
                 recv(timer) -> _ => {}
+                recv(retry) -> _ => {}
             }
-            self.release_due(events)?;
+            self.release_due()?;
+            self.outbox.flush(events)?;
         }
+    }
+
+    /// Keeps `event` for the ECS (see [`Outbox`]), noting the high-water mark.
+    fn pass_on(&mut self, event: NetEvent) {
+        self.outbox.push(event);
+        let (positions, queued) = self.outbox.held();
+        self.outbox_peak
+            .fetch_max(positions + queued, Ordering::Relaxed);
     }
 
     /// A decoded frame from the reader: into the inbound delay line (or dropped).
@@ -384,19 +449,19 @@ impl Session<'_> {
     }
 
     /// Hands on whatever the conditioner has held long enough.
-    fn release_due(&mut self, events: &Sender<NetEvent>) -> Result<(), Stop> {
+    fn release_due(&mut self) -> Result<(), Stop> {
         let now = Instant::now();
         while let Some(message) = self.to_server.pop_due(now) {
             self.writer.send(&message).map_err(Stop::Lost)?;
         }
         while let Some((message, _bytes)) = self.from_server.pop_due(now) {
-            self.handle(message, events)?;
+            self.handle(message)?;
         }
         Ok(())
     }
 
     /// A server message after the conditioner: answered here or passed on.
-    fn handle(&mut self, message: ServerMessage, events: &Sender<NetEvent>) -> Result<(), Stop> {
+    fn handle(&mut self, message: ServerMessage) -> Result<(), Stop> {
         let event = match message {
             ServerMessage::Welcome { .. } => {
                 self.welcomed = true;
@@ -419,19 +484,17 @@ impl Session<'_> {
             }
             other => Some(NetEvent::Server(other)),
         };
-        match event {
-            Some(event) => events.send(event).map_err(|_| Stop::Quit),
-            None => Ok(()),
+        if let Some(event) = event {
+            self.pass_on(event);
         }
+        Ok(())
     }
 
     /// Housekeeping: the traffic report and a ping every second.
-    fn tick(&mut self, ticks: u32, events: &Sender<NetEvent>) -> Result<(), Stop> {
+    fn tick(&mut self, ticks: u32) -> Result<(), Stop> {
         if self.traffic_bytes > 0 {
             let bytes = std::mem::take(&mut self.traffic_bytes);
-            events
-                .send(NetEvent::Traffic { bytes })
-                .map_err(|_| Stop::Quit)?;
+            self.pass_on(NetEvent::Traffic { bytes });
         }
         if self.welcomed && ticks.is_multiple_of(PING_EVERY_TICKS) {
             self.pings

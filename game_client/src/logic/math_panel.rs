@@ -203,10 +203,14 @@ fn spawn_math_panel(mut commands: Commands, settings: Res<ClientSettings>) {
         Text::new(""),
         TextFont::from_font_size(PANEL_FONT_PX),
         TextColor(Color::WHITE),
+        // The box `view::layout` plans around.
         Node {
             position_type: PositionType::Absolute,
-            left: Val::Px(10.0),
-            bottom: Val::Px(10.0),
+            left: Val::Px(crate::view::layout::EDGE_GAP_PX),
+            bottom: Val::Px(crate::view::layout::EDGE_GAP_PX),
+            width: Val::Px(crate::view::layout::MATH_PANEL_SIZE_PX.x),
+            height: Val::Px(crate::view::layout::MATH_PANEL_SIZE_PX.y),
+            overflow: Overflow::clip(),
             padding: UiRect::all(Val::Px(6.0)),
             ..default()
         },
@@ -221,7 +225,7 @@ pub fn show_math_panel(panel: Res<MathPanel>, mut texts: Query<&mut Text, With<M
     }
     for mut text in &mut texts {
         text.0 = format!(
-            "MATH  [M] op: {}   [1/2] A: {}   [3/4] B: {}   [Enter] send\n{}",
+            "MATH [M] op: {}  [1/2] A: {}  [3/4] B: {}  [Enter]\n{}",
             panel.op,
             panel.a,
             panel.b,

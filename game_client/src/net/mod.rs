@@ -4,6 +4,7 @@
 //! systems push commands back.
 
 pub mod conditioner;
+pub mod event;
 pub mod outbox;
 pub mod thread;
 

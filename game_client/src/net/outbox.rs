@@ -20,7 +20,7 @@ use crossbeam_channel::{Sender, TrySendError};
 use shared::ClientId;
 use shared::native::{Overview, PlayerPosition, ServerMessage};
 
-use super::thread::NetEvent;
+use super::event::NetEvent;
 
 /// Events the channel to the ECS holds at most. One frame of the ECS
 /// needs only a few (one coalesced `Positions`, an overview, the

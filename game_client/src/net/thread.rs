@@ -22,6 +22,7 @@ use shared::native::{ClientMessage, FrameCodec, PROTOCOL_VERSION, ServerMessage,
 use tokio_util::codec::Decoder;
 
 use super::conditioner::{DelayLine, LinkConditions};
+pub use super::event::NetEvent;
 use super::outbox::{EVENT_CHANNEL_CAPACITY, EcsGone, Outbox};
 
 /// First reconnect delay; doubles after each failed attempt.
@@ -51,25 +52,6 @@ const INBOUND_CAPACITY: usize = 1024;
 /// While the channel to the ECS is full, the supervisor tries again this
 /// often.
 const FLUSH_RETRY: Duration = Duration::from_millis(5);
-
-/// What the network thread tells the ECS: the server's messages as decoded
-/// (the protocol's own enum, no copy of it) plus what only the connection knows.
-#[derive(Debug, Clone, PartialEq)]
-pub enum NetEvent {
-    /// A connection attempt to `target` starts.
-    Connecting { target: String },
-    /// A message from the server. `Ping` and `Pong` are answered and measured
-    /// on the thread and never arrive here; `Rejected` and `Goodbye` end the
-    /// connection and arrive as [`NetEvent::Disconnected`].
-    Server(ServerMessage),
-    /// One round-trip time sample (our `Ping` → the server's `Pong`), link
-    /// conditioner included, as a player would feel it.
-    Rtt(Duration),
-    /// Bytes received from the server since the previous report (frames incl. headers).
-    Traffic { bytes: u64 },
-    /// The connection is gone (or never came up); the next attempt is in `retry_in`.
-    Disconnected { reason: String, retry_in: Duration },
-}
 
 /// What the ECS asks the network thread to do.
 #[derive(Debug, Clone, PartialEq)]

@@ -3,6 +3,7 @@
 
 use bevy::prelude::*;
 
+use super::layout;
 use crate::ClientSettings;
 use crate::logic::interpolation::InterpolationDelay;
 use crate::logic::stats::{NetStats, STATS_HISTORY_LEN, format_rtt};
@@ -41,10 +42,14 @@ impl Plugin for HudPlugin {
 fn spawn_hud(mut commands: Commands) {
     commands
         .spawn((
+            // The box `view::layout` plans around (nothing may overlap it).
             Node {
                 position_type: PositionType::Absolute,
-                left: Val::Px(10.0),
-                top: Val::Px(10.0),
+                left: Val::Px(layout::EDGE_GAP_PX),
+                top: Val::Px(layout::EDGE_GAP_PX),
+                width: Val::Px(layout::HUD_SIZE_PX.x),
+                height: Val::Px(layout::HUD_SIZE_PX.y),
+                overflow: Overflow::clip(),
                 padding: UiRect::all(Val::Px(6.0)),
                 flex_direction: FlexDirection::Column,
                 row_gap: Val::Px(4.0),

@@ -14,6 +14,8 @@ use bevy::window::PrimaryWindow;
 use shared::native::PlayerKind;
 
 use super::camera::{CameraSystems, MainCamera, projection_scale};
+use super::layout::{self, Panels};
+use super::link_panel::LinkPanelOpen;
 use crate::logic::overview::{overview_age, shown};
 use crate::logic::players::{
     Kind, LatestPosition, LocalPlayer, OutOfView, PIXELS_PER_UNIT, PLAYER_SPRITE_PX, PlayerName,
@@ -31,6 +33,11 @@ pub const ARROW_LENGTH_PX: f32 = 14.0;
 /// Chips sit this far inside the window edge, pixels (inside the arrows).
 pub const CHIP_INSET_PX: f32 = 24.0;
 const CHIP_FONT_PX: f32 = 12.0;
+
+/// The boxes of the chips shown this frame (screen pixels), for what must
+/// keep clear of them (grid labels).
+#[derive(Resource, Debug, Default, Clone, PartialEq)]
+pub struct ChipBoxes(pub Vec<Rect>);
 
 /// One chip of the pool; `.0` is its slot.
 #[derive(Component, Debug)]
@@ -88,12 +95,14 @@ pub struct IndicatorsPlugin;
 
 impl Plugin for IndicatorsPlugin {
     fn build(&self, app: &mut App) {
-        app.add_systems(Startup, spawn_chips).add_systems(
-            PostUpdate,
-            update_indicators
-                .after(CameraSystems)
-                .before(UiSystems::Prepare),
-        );
+        app.init_resource::<ChipBoxes>()
+            .add_systems(Startup, spawn_chips)
+            .add_systems(
+                PostUpdate,
+                update_indicators
+                    .after(CameraSystems)
+                    .before(UiSystems::Prepare),
+            );
     }
 }
 
@@ -150,6 +159,8 @@ pub fn update_indicators(
     local: Query<&Transform, (With<LocalPlayer>, Without<MainCamera>)>,
     players: Query<(&LatestPosition, &PlayerName, &Kind, Has<OutOfView>), With<RemotePlayer>>,
     clock: Res<Time>,
+    link_panel: Option<Res<LinkPanelOpen>>,
+    mut boxes: ResMut<ChipBoxes>,
     mut chips: Query<ChipParts, (Without<IndicatorText>, Without<RemotePlayer>)>,
     mut texts: Query<&mut Text, With<IndicatorText>>,
     mut gizmos: Gizmos,
@@ -204,11 +215,38 @@ pub fn update_indicators(
             cluster.age = overview_age(sample, out_of_view, now);
         }
     }
-    let mut shown: Vec<Cluster> = clusters.into_values().collect();
-    shown.sort_by(|a, b| a.nearest.0.total_cmp(&b.nearest.0));
-    shown.truncate(MAX_CHIPS);
+    let mut nearest_first: Vec<Cluster> = clusters.into_values().collect();
+    nearest_first.sort_by(|a, b| a.nearest.0.total_cmp(&b.nearest.0));
+    // Chips keep clear of the panels (the link panel only while open) and
+    // of each other: one that would overlap a nearer chip joins it.
+    let panels = Panels::for_window(window_size);
+    let mut avoid = vec![panels.hud, panels.math, panels.minimap];
+    if link_panel.is_some_and(|open| open.0) {
+        avoid.push(panels.link);
+    }
+    let mut shown: Vec<(Cluster, Vec2, Rect)> = Vec::new();
+    for cluster in nearest_first {
+        let at = layout::keep_clear(cluster.position(), window_size, &avoid);
+        let chip = layout::chip_box(at, window_size);
+        let full = shown.len() >= MAX_CHIPS;
+        match shown
+            .iter_mut()
+            .find(|(_, _, placed)| layout::overlaps(*placed, chip))
+        {
+            Some((joined, _, _)) => {
+                joined.count += cluster.count;
+                joined.legacy += cluster.legacy;
+            }
+            None if !full => shown.push((cluster, at, chip)),
+            None => {}
+        }
+    }
+    let placed: Vec<Rect> = shown.iter().map(|(_, _, chip)| *chip).collect();
+    if boxes.0 != placed {
+        boxes.0 = placed;
+    }
 
-    for cluster in &shown {
+    for (cluster, _, _) in &shown {
         // The arrow: at the very edge, pointing out toward the player.
         let direction = cluster.direction.normalize_or_zero();
         if let Some(tip) = edge_point(cluster.direction, scale, window_size, ARROW_INSET_PX) {
@@ -224,11 +262,11 @@ pub fn update_indicators(
     }
 
     for (chip, mut node, mut background, mut visibility, children) in &mut chips {
-        let Some(cluster) = shown.get(chip.0) else {
+        let Some((cluster, at, _)) = shown.get(chip.0) else {
             visibility.set_if_neq(Visibility::Hidden);
             continue;
         };
-        let at = cluster.position();
+        let at = *at;
         // Anchor on the near edges so the chip grows into the window.
         let (left, right) = if at.x > window_size.x / 2.0 {
             (Val::Auto, Val::Px(window_size.x - at.x))

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bevy::prelude::*;
 
+use super::layout;
 use crate::net::LinkSettings;
 use crate::net::conditioner::{LinkConditions, MAX_LAG};
 
@@ -46,10 +47,14 @@ fn spawn_link_panel(mut commands: Commands) {
         Text::new(""),
         TextFont::from_font_size(PANEL_FONT_PX),
         TextColor(Color::WHITE),
+        // The box `view::layout` plans around.
         Node {
             position_type: PositionType::Absolute,
-            right: Val::Px(10.0),
-            top: Val::Px(10.0),
+            right: Val::Px(layout::EDGE_GAP_PX),
+            top: Val::Px(layout::EDGE_GAP_PX),
+            width: Val::Px(layout::LINK_PANEL_SIZE_PX.x),
+            height: Val::Px(layout::LINK_PANEL_SIZE_PX.y),
+            overflow: Overflow::clip(),
             padding: UiRect::all(Val::Px(8.0)),
             ..default()
         },

@@ -5,6 +5,7 @@ pub mod hud;
 pub mod indicators;
 pub mod interest;
 pub mod labels;
+pub mod layout;
 pub mod link_panel;
 pub mod minimap;
 pub mod overlay;

@@ -37,6 +37,12 @@ impl Plugin for WorldMapPlugin {
             .add_systems(
                 PostUpdate,
                 (draw_ground_grid, place_grid_labels).after(TransformSystems::Propagate),
+            )
+            .add_systems(
+                PostUpdate,
+                hide_covered_grid_labels
+                    .after(place_grid_labels)
+                    .after(super::indicators::update_indicators),
             );
     }
 }
@@ -161,5 +167,43 @@ pub fn place_grid_labels(
                 ))
                 .id()
         });
+    }
+}
+
+/// Hides the grid labels a panel or an edge chip would cover (their text
+/// under a panel's translucent box was unreadable clutter).
+pub fn hide_covered_grid_labels(
+    windows: Query<&Window, With<PrimaryWindow>>,
+    camera: Query<(&GlobalTransform, &Projection), With<MainCamera>>,
+    chips: Option<Res<super::indicators::ChipBoxes>>,
+    link_panel: Option<Res<super::link_panel::LinkPanelOpen>>,
+    mut labels: Query<(&Transform, &mut Visibility), With<GridLabel>>,
+) {
+    let (Ok(window), Ok((camera, projection))) = (windows.single(), camera.single()) else {
+        return;
+    };
+    let scale = match projection {
+        Projection::Orthographic(ortho) => ortho.scale,
+        _ => 1.0,
+    };
+    let size = Vec2::new(window.width(), window.height());
+    let panels = super::layout::Panels::for_window(size);
+    let mut boxes = vec![panels.hud, panels.math, panels.minimap];
+    if link_panel.is_some_and(|open| open.0) {
+        boxes.push(panels.link);
+    }
+    if let Some(chips) = chips {
+        boxes.extend_from_slice(&chips.0);
+    }
+    let center = camera.translation().truncate();
+    for (transform, mut visibility) in &mut labels {
+        let offset = (transform.translation.truncate() - center) / scale;
+        let at = Vec2::new(size.x / 2.0 + offset.x, size.y / 2.0 - offset.y);
+        let wanted = if super::layout::covered(at, &boxes) {
+            Visibility::Hidden
+        } else {
+            Visibility::Inherited
+        };
+        visibility.set_if_neq(wanted);
     }
 }

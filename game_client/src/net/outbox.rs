@@ -101,12 +101,17 @@ impl Outbox {
         Some(NetEvent::Server(ServerMessage::Positions(batch)))
     }
 
-    /// The next event to hand over, oldest first.
+    /// The events that must arrive in order, first; then the coalesced
+    /// ones (positions, overview, measurements), all together.
     fn pop(&mut self) -> Option<NetEvent> {
         if let Some(event) = self.ordered.pop_front() {
             self.sealed_entries -= entries(&event);
             return Some(event);
         }
+        self.pop_coalesced()
+    }
+
+    fn pop_coalesced(&mut self) -> Option<NetEvent> {
         if let Some(positions) = self.take_positions() {
             return Some(positions);
         }
@@ -121,28 +126,41 @@ impl Outbox {
     }
 
     /// Hands over as much as the channel has room for, without waiting.
-    /// The coalesced positions and overview wait until the ECS has taken
-    /// everything before them: while it is busy they keep coalescing here
-    /// instead of piling up in the channel as one batch per read.
+    /// The coalesced positions, overview and measurements go together, once
+    /// the ECS has taken everything before them: while it is busy they
+    /// keep coalescing here instead of piling up in the channel as one
+    /// batch per read.
     pub fn flush(&mut self, events: &Sender<NetEvent>) -> Result<(), EcsGone> {
         while !events.is_full() {
-            if self.ordered.is_empty() && !events.is_empty() {
+            if let Some(event) = self.ordered.pop_front() {
+                self.sealed_entries -= entries(&event);
+                self.send(events, event)?;
+                continue;
+            }
+            if !events.is_empty() {
                 return Ok(());
             }
-            let Some(event) = self.pop() else {
-                return Ok(());
-            };
-            match events.try_send(event) {
-                Ok(()) => {}
-                Err(TrySendError::Full(event)) => {
-                    self.sealed_entries += entries(&event);
-                    self.ordered.push_front(event);
+            while !events.is_full() {
+                let Some(event) = self.pop_coalesced() else {
                     return Ok(());
-                }
-                Err(TrySendError::Disconnected(_)) => return Err(EcsGone),
+                };
+                self.send(events, event)?;
             }
         }
         Ok(())
+    }
+
+    /// Sends one event; one that finds the channel full goes back in line.
+    fn send(&mut self, events: &Sender<NetEvent>, event: NetEvent) -> Result<(), EcsGone> {
+        match events.try_send(event) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(event)) => {
+                self.sealed_entries += entries(&event);
+                self.ordered.push_front(event);
+                Ok(())
+            }
+            Err(TrySendError::Disconnected(_)) => Err(EcsGone),
+        }
     }
 
     /// Hands over everything, waiting for room (the end of a session: what
@@ -267,6 +285,30 @@ mod tests {
             }
         }
         assert_eq!((joins, bytes), (500, 7500));
+    }
+
+    #[test]
+    fn the_overview_and_measurements_go_with_the_positions_not_after_them() {
+        let (tx, rx) = crossbeam_channel::bounded(8);
+        let mut outbox = Outbox::default();
+        // Positions keep coming between two frames; the ECS takes all each time.
+        for frame in 0..3 {
+            outbox.push(positions(vec![moved(1, frame)]));
+            outbox.push(NetEvent::Server(ServerMessage::Overview(
+                Overview::Players(vec![moved(9, frame)]),
+            )));
+            outbox.push(NetEvent::Rtt(std::time::Duration::from_millis(3)));
+            outbox.flush(&tx).unwrap();
+            outbox.push(positions(vec![moved(1, frame + 10)]));
+            outbox.flush(&tx).unwrap();
+            let got: Vec<NetEvent> = rx.try_iter().collect();
+            assert!(
+                got.iter()
+                    .any(|e| matches!(e, NetEvent::Server(ServerMessage::Overview(_)))),
+                "frame {frame}: {got:?}"
+            );
+            assert!(got.iter().any(|e| matches!(e, NetEvent::Rtt(_))));
+        }
     }
 
     #[test]

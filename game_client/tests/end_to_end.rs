@@ -352,6 +352,9 @@ fn a_window_under_xvfb_shows_near_and_far_players_where_they_are() {
     let near = python_player_at(port, 10, 10, 20.0);
     // Far: 400 units to the right, far outside the 800 px wide view.
     let far = python_player_at(port, 400, 0, 20.0);
+    // Very far: outside the area of interest the window asks for (500
+    // units around the view), so only the overview places it.
+    let very_far = python_player_at(port, 3000, 3000, 20.0);
     let shot = std::env::temp_dir().join(format!("game_client_smoke_{}.png", std::process::id()));
     let _ = std::fs::remove_file(&shot);
 
@@ -371,7 +374,7 @@ fn a_window_under_xvfb_shows_near_and_far_players_where_they_are() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let client = finish(command.spawn().expect("xvfb-run starts"));
-    for mut python in [near, far] {
+    for mut python in [near, far, very_far] {
         let _ = python.kill();
         let _ = python.wait();
     }
@@ -421,13 +424,26 @@ fn a_window_under_xvfb_shows_near_and_far_players_where_they_are() {
         (center.y - 30, center.y + 30),
     );
     assert!(chip >= 40, "far player's indicator: {chip} orange pixels");
-    // Both as minimap dots in the bottom-right corner (180 px + 10 px margin).
+    // All three as minimap dots in the bottom-right corner (180 px + 10 px
+    // margin); the map fits everyone, so the very far one is alone in its
+    // top-right quarter.
     let minimap = legacy_pixels(
         &image,
         (size.x - 190, size.x - 10),
         (size.y - 190, size.y - 10),
     );
     assert!(minimap >= 12, "minimap dots: {minimap} orange pixels");
+    let very_far_dot = legacy_pixels(
+        &image,
+        (size.x - 100, size.x - 10),
+        (size.y - 190, size.y - 100),
+    );
+    assert!(
+        very_far_dot >= 6,
+        "the player at (3000, 3000) on the minimap: {very_far_dot} orange pixels\n{}",
+        client.output
+    );
+
     // And nowhere else far from those: the top-left quarter is HUD and ground.
     let elsewhere = legacy_pixels(&image, (0, center.x - 100), (center.y + 60, size.y));
     assert!(

@@ -23,7 +23,7 @@ _gameserver() {
 
     case "${cmd}" in
         gameserver)
-            opts="-h -V --host --game-port --test-port --math-port --positions-port --probe-interval-ms --probe-timeout-ms --max-connections --max-connections-per-ip --limit-loopback --max-frame-bytes --handshake-timeout-ms --idle-timeout-ms --message-timeout-ms --write-timeout-ms --broadcast-interval-ms --max-moves-per-second --worker-threads --lane-connections --cluster --node-id --world --metrics --metrics-max-connections --web --web-max-connections --http-header-timeout-ms --http-idle-timeout-ms --legacy-welcome --positions-records --help --version"
+            opts="-h -V --host --game-port --test-port --math-port --positions-port --probe-interval-ms --probe-timeout-ms --max-connections --max-connections-per-ip --limit-loopback --max-frame-bytes --handshake-timeout-ms --idle-timeout-ms --message-timeout-ms --write-timeout-ms --broadcast-interval-ms --max-moves-per-second --overview-interval-ms --overview-max-players --worker-threads --lane-connections --cluster --node-id --world --metrics --metrics-max-connections --web --web-max-connections --http-header-timeout-ms --http-idle-timeout-ms --legacy-welcome --positions-records --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -90,6 +90,14 @@ _gameserver() {
                     return 0
                     ;;
                 --max-moves-per-second)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --overview-interval-ms)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --overview-max-players)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -493,6 +493,12 @@ pub fn apply_roster_events(
                 });
                 for info in everyone {
                     if Some(info.id) != local_id.0 && !index.contains(info.id) {
+                        info!(
+                            "player seen id={} name={:?} kind={} at None",
+                            info.id,
+                            info.name,
+                            kind_label(info.kind)
+                        );
                         let entity =
                             spawn_remote_player(&mut commands, &sprites, info, None, now, area);
                         commands.entity(entity).insert(OutOfView);
@@ -506,7 +512,7 @@ pub fn apply_roster_events(
                     continue;
                 }
                 info!(
-                    "player connected id={} name={:?} kind={}",
+                    "player joined id={} name={:?} kind={}",
                     info.id,
                     info.name,
                     kind_label(info.kind)

@@ -426,7 +426,8 @@ fn a_window_under_xvfb_shows_near_and_far_players_where_they_are() {
     assert!(chip >= 40, "far player's indicator: {chip} orange pixels");
     // All three as minimap dots in the bottom-right corner (180 px + 10 px
     // margin); the map fits everyone, so the very far one is alone in its
-    // top-right quarter.
+    // top-right corner (the top quarter of its right quarter: the player at
+    // (400, 0) is level with the view, half-way down the map).
     let minimap = legacy_pixels(
         &image,
         (size.x - 190, size.x - 10),
@@ -435,8 +436,8 @@ fn a_window_under_xvfb_shows_near_and_far_players_where_they_are() {
     assert!(minimap >= 12, "minimap dots: {minimap} orange pixels");
     let very_far_dot = legacy_pixels(
         &image,
-        (size.x - 100, size.x - 10),
-        (size.y - 190, size.y - 100),
+        (size.x - 55, size.x - 10),
+        (size.y - 190, size.y - 145),
     );
     assert!(
         very_far_dot >= 6,

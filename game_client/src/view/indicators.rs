@@ -224,23 +224,7 @@ pub fn update_indicators(
     if link_panel.is_some_and(|open| open.0) {
         avoid.push(panels.link);
     }
-    let mut shown: Vec<(Cluster, Vec2, Rect)> = Vec::new();
-    for cluster in nearest_first {
-        let at = layout::keep_clear(cluster.position(), window_size, &avoid);
-        let chip = layout::chip_box(at, window_size);
-        let full = shown.len() >= MAX_CHIPS;
-        match shown
-            .iter_mut()
-            .find(|(_, _, placed)| layout::overlaps(*placed, chip))
-        {
-            Some((joined, _, _)) => {
-                joined.count += cluster.count;
-                joined.legacy += cluster.legacy;
-            }
-            None if !full => shown.push((cluster, at, chip)),
-            None => {}
-        }
-    }
+    let shown = place_chips(nearest_first, window_size, &avoid);
     let placed: Vec<Rect> = shown.iter().map(|(_, _, chip)| *chip).collect();
     if boxes.0 != placed {
         boxes.0 = placed;
@@ -297,11 +281,79 @@ pub fn update_indicators(
     }
 }
 
+/// Where the chips of `nearest_first` (clusters, nearest first) go in a
+/// window of `window` pixels: each moved clear of the `panels`
+/// ([`layout::keep_clear`]); one whose box would overlap a nearer chip's
+/// joins that chip instead (its count and colour), so no two chips
+/// overlap; at most [`MAX_CHIPS`]. Returns each chip's cluster, anchor and
+/// largest box.
+pub fn place_chips(
+    nearest_first: Vec<Cluster>,
+    window: Vec2,
+    panels: &[Rect],
+) -> Vec<(Cluster, Vec2, Rect)> {
+    let mut shown: Vec<(Cluster, Vec2, Rect)> = Vec::new();
+    for cluster in nearest_first {
+        let at = layout::keep_clear(cluster.position(), window, panels);
+        let chip = layout::chip_box(at, window);
+        let full = shown.len() >= MAX_CHIPS;
+        match shown
+            .iter_mut()
+            .find(|(_, _, placed)| layout::overlaps(*placed, chip))
+        {
+            Some((joined, _, _)) => {
+                joined.count += cluster.count;
+                joined.legacy += cluster.legacy;
+            }
+            None if !full => shown.push((cluster, at, chip)),
+            None => {}
+        }
+    }
+    shown
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const WINDOW: Vec2 = Vec2::new(800.0, 600.0);
+
+    #[test]
+    fn no_two_chips_overlap_and_none_sits_on_a_panel_at_both_sizes() {
+        for window in [WINDOW, Vec2::new(1920.0, 1080.0)] {
+            let panels = Panels::for_window(window).all();
+            // A crowd all around, one cluster every 10 px of edge.
+            let clusters: Vec<Cluster> = (0..400)
+                .filter_map(|i| {
+                    let angle = i as f32 / 400.0 * std::f32::consts::TAU;
+                    let at = edge_point(Vec2::from_angle(angle) * 1e5, 1.0, window, CHIP_INSET_PX)?;
+                    Some(Cluster {
+                        sum: at,
+                        count: 1,
+                        legacy: i % 2,
+                        nearest: (i as f32, format!("p{i}")),
+                        direction: Vec2::from_angle(angle),
+                        age: None,
+                    })
+                })
+                .collect();
+            let shown = place_chips(clusters, window, &panels);
+            assert!(!shown.is_empty() && shown.len() <= MAX_CHIPS);
+            let total: usize = shown.iter().map(|(c, _, _)| c.count).sum();
+            assert!(total >= shown.len());
+            for (i, (_, _, a)) in shown.iter().enumerate() {
+                for panel in &panels {
+                    assert!(
+                        !layout::overlaps(*a, *panel),
+                        "{a:?} on {panel:?} at {window}"
+                    );
+                }
+                for (_, _, b) in &shown[i + 1..] {
+                    assert!(!layout::overlaps(*a, *b), "{a:?} and {b:?} at {window}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn a_chip_placed_by_the_overview_says_how_old_it_is() {

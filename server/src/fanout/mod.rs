@@ -13,6 +13,13 @@
 //! the leave markers it is owed), so it always ends with every latest
 //! position and never misses a leave.
 //!
+//! Snapshots are taken by a broadcast, like batches: a subscriber that owes
+//! one (newcomer, change of view, fell behind) gets it with the next
+//! broadcast, encoded from the world as that broadcast leaves it. A
+//! snapshot taken between broadcasts would already hold moves still waiting
+//! in the log, and the next batch would then take the player back through
+//! older positions.
+//!
 //! Area of interest: a native subscriber may have a view, a [`Region`] of
 //! grid cells. It is then sent only what happens in those cells (see
 //! [`native::CellNews`]): players entering the region as `PlayerJoined`,
@@ -93,6 +100,12 @@ struct Batch {
 /// One delivery waiting in a subscriber's queue.
 #[derive(Debug)]
 enum Queued {
+    /// Everything the subscriber sees, as the broadcast that queued it left
+    /// the world, after the leave markers it was `owed`.
+    Snapshot {
+        encoded: Encoded,
+        owed: Vec<ClientId>,
+    },
     /// The batch every subscriber of a format shares.
     Shared(Arc<Batch>),
     /// A batch cut by cell, for a subscriber with a view: its part is put
@@ -107,7 +120,6 @@ enum Queued {
 pub struct Taken {
     format: usize,
     view: Option<Region>,
-    snapshot: Option<Encoded>,
     queued: VecDeque<Queued>,
 }
 
@@ -118,8 +130,9 @@ struct Subscriber {
     view: Option<Region>,
     queue: VecDeque<Queued>,
     queued_bytes: usize,
-    /// Set when the subscriber must be sent a snapshot next (newcomer, or
-    /// backlog dropped); holds the leave markers it is owed meanwhile.
+    /// Set when the subscriber must be sent a snapshot with the next
+    /// broadcast (newcomer, change of view, backlog dropped); holds the
+    /// leave markers it is owed meanwhile.
     resync: Option<Vec<ClientId>>,
     wake: Arc<Notify>,
     /// Woken by broadcast number `woken_by` and not drained since.
@@ -140,55 +153,23 @@ pub struct Fanout {
     /// have not drained yet (the broadcaster's backpressure).
     generation: u64,
     undrained: usize,
-    /// The last whole-world snapshot per entry of `formats`, shared by
-    /// every subscriber resynchronised before anything it names changes.
-    snapshots: Vec<Option<SharedSnapshot>>,
+    /// Whether a subscriber owes a snapshot: the next broadcast is due even
+    /// if the log is empty (see [`Fanout::owes_snapshots`]).
+    snapshot_owed: bool,
 }
 
-/// A whole-world snapshot and the moment it stands for.
-///
-/// It is taken after broadcast `generation`, so every move made since is
-/// still in the log and reaches its subscribers with the next broadcast,
-/// after the snapshot: an older position followed by the newer one. Joins
-/// and leaves are not left to that (a newcomer finds itself in its own
-/// snapshot): they change `roster`, and the snapshot is encoded anew.
+/// The whole-world snapshot of one format in one broadcast, encoded for the
+/// first subscriber that needs it and shared by the others (those owed no
+/// leave markers).
 ///
 /// Without it, a wave of resynchronisations (thousands of clients that
 /// fell behind at once, an overloaded machine) costs a snapshot of the
 /// whole world per client, under the world's lock: quadratic in the
 /// players exactly when there is no time for it.
-#[derive(Debug, Clone)]
-struct SharedSnapshot {
-    generation: u64,
-    roster: u64,
-    encoded: Encoded,
-}
-
-impl SharedSnapshot {
-    /// The snapshot of `format` at broadcast `generation`: the one in
-    /// `cache` if it still stands for this moment, else a new one, kept.
-    fn take(
-        cache: &mut Option<SharedSnapshot>,
-        format: &dyn WireFormat,
-        state: &State,
-        generation: u64,
-    ) -> Encoded {
-        let roster = state.roster_version();
-        match cache {
-            Some(shared) if shared.generation == generation && shared.roster == roster => {
-                shared.encoded.clone()
-            }
-            _ => {
-                let encoded = format.encode_snapshot(state, &[]);
-                *cache = Some(SharedSnapshot {
-                    generation,
-                    roster,
-                    encoded: encoded.clone(),
-                });
-                encoded
-            }
-        }
-    }
+fn shared_snapshot(cache: &mut Option<Encoded>, format: &dyn WireFormat, state: &State) -> Encoded {
+    cache
+        .get_or_insert_with(|| format.encode_snapshot(state, &[]))
+        .clone()
 }
 
 impl Fanout {
@@ -203,7 +184,6 @@ impl Fanout {
             Some(index) => index,
             None => {
                 self.formats.push(format);
-                self.snapshots.push(None);
                 self.members.push(0);
                 self.formats.len() - 1
             }
@@ -223,7 +203,7 @@ impl Fanout {
                 woken_by: 0,
             },
         );
-        wake.notify_one();
+        self.snapshot_owed = true;
         wake
     }
 
@@ -237,7 +217,8 @@ impl Fanout {
 
     /// Sets the area of interest of a native subscriber (`None`: the whole
     /// world). If its region changed, its queue is dropped and its next
-    /// delivery is a snapshot of the new region. Returns whether it changed.
+    /// delivery is a snapshot of the new region, with the next broadcast.
+    /// Returns whether it changed.
     pub fn set_view(&mut self, key: SubscriberKey, view: Option<Region>) -> bool {
         let Some(subscriber) = self.subscribers.get_mut(&key) else {
             return false;
@@ -250,8 +231,14 @@ impl Fanout {
         subscriber.view = view;
         let owed = subscriber.drop_queue();
         subscriber.resync = Some(owed);
-        subscriber.wake.notify_one();
+        self.snapshot_owed = true;
         true
+    }
+
+    /// Whether a subscriber waits for a snapshot: the next broadcast must
+    /// go even without news.
+    pub fn owes_snapshots(&self) -> bool {
+        self.snapshot_owed
     }
 
     /// Subscribers that have a view.
@@ -262,8 +249,9 @@ impl Fanout {
     /// Encodes `events` once per format in use and queues the result for
     /// every subscriber; subscribers with a view get the cells of their
     /// region, cut once per broadcast from `state` (whose log `events` just
-    /// were). Returns how many subscribers had to be resynchronised because
-    /// their queue passed `limit` bytes. The subscribers that have something
+    /// were). A subscriber that owes a snapshot gets one of `state` instead,
+    /// which holds these events. Returns how many subscribers had to be
+    /// resynchronised because their queue passed `limit` bytes. The subscribers that have something
     /// new are added to `woken`, for the caller to wake once it has let go
     /// of the world: thousands of wake-ups need not hold the lock.
     pub fn broadcast(
@@ -275,8 +263,8 @@ impl Fanout {
     ) -> usize {
         self.generation += 1;
         self.undrained = 0;
-        // Past its moment: let its memory go now, not at the next resync.
-        self.snapshots.fill(None);
+        self.snapshot_owed = false;
+        let mut snapshots: Vec<Option<Encoded>> = vec![None; self.formats.len()];
         let news = (self.viewers > 0).then(|| CellNews::build(events, state));
         let batch = Arc::new(Batch {
             encoded: self
@@ -311,6 +299,19 @@ impl Fanout {
                 _ => subscriber.push(Queued::Shared(Arc::clone(&batch)), limit),
             };
             resynced += usize::from(resync);
+            if let Some(owed) = subscriber.resync.take() {
+                let format = self.formats[subscriber.format];
+                let encoded = match &subscriber.view {
+                    Some(region) => native::encode_region_snapshot(state, region),
+                    None if owed.is_empty() => {
+                        shared_snapshot(&mut snapshots[subscriber.format], format, state)
+                    }
+                    None => format.encode_snapshot(state, &owed),
+                };
+                subscriber
+                    .queue
+                    .push_back(Queued::Snapshot { encoded, owed });
+            }
             if woke {
                 woken.push(Arc::clone(&subscriber.wake));
             }
@@ -323,27 +324,14 @@ impl Fanout {
         resynced
     }
 
-    /// Takes everything queued for `key`: a snapshot if it is owed one, then
-    /// the batches in order. Only the snapshot is encoded here (it needs
-    /// `state`); the rest is put together by [`Taken::encode`], which needs
-    /// neither `state` nor the fanout.
-    pub fn take(&mut self, key: SubscriberKey, state: &State) -> Option<Taken> {
+    /// Takes everything queued for `key`, in order. It is put together by
+    /// [`Taken::encode`], which needs neither the world nor the fanout.
+    pub fn take(&mut self, key: SubscriberKey) -> Option<Taken> {
         let subscriber = self.subscribers.get_mut(&key)?;
-        let snapshot = subscriber.resync.take().map(|owed| match &subscriber.view {
-            Some(region) => native::encode_region_snapshot(state, region),
-            None if owed.is_empty() => SharedSnapshot::take(
-                &mut self.snapshots[subscriber.format],
-                self.formats[subscriber.format],
-                state,
-                self.generation,
-            ),
-            None => self.formats[subscriber.format].encode_snapshot(state, &owed),
-        });
         subscriber.queued_bytes = 0;
         let taken = Taken {
             format: subscriber.format,
             view: subscriber.view,
-            snapshot,
             queued: std::mem::take(&mut subscriber.queue),
         };
         if subscriber.pending {
@@ -357,8 +345,8 @@ impl Fanout {
 
     /// [`Fanout::take`] and [`Taken::encode`] at once.
     #[cfg(test)]
-    fn drain(&mut self, key: SubscriberKey, state: &State) -> Outgoing {
-        self.take(key, state).map(Taken::encode).unwrap_or_default()
+    fn drain(&mut self, key: SubscriberKey) -> Outgoing {
+        self.take(key).map(Taken::encode).unwrap_or_default()
     }
 
     fn note_drained(&mut self, gone: &Subscriber) {
@@ -388,17 +376,15 @@ impl Fanout {
 }
 
 impl Taken {
-    /// The bytes to send, in order: the snapshot, then every batch (a
-    /// view's part of a cut batch is put together here).
+    /// The bytes to send, in order (a view's part of a cut batch is put
+    /// together here).
     pub fn encode(self) -> Outgoing {
         let mut out = Outgoing::default();
-        let parts = self
-            .snapshot
-            .into_iter()
-            .chain(self.queued.into_iter().filter_map(|queued| match queued {
-                Queued::Shared(batch) => batch.encoded[self.format].clone(),
-                Queued::Cells { news, .. } => self.view.map(|region| news.for_region(&region)),
-            }));
+        let parts = self.queued.into_iter().filter_map(|queued| match queued {
+            Queued::Snapshot { encoded, .. } => Some(encoded),
+            Queued::Shared(batch) => batch.encoded[self.format].clone(),
+            Queued::Cells { news, .. } => self.view.map(|region| news.for_region(&region)),
+        });
         for part in parts {
             if !part.bytes.is_empty() {
                 out.chunks.push(part.bytes);
@@ -414,6 +400,7 @@ impl Queued {
     /// number `format`.
     fn bytes(&self, format: usize) -> usize {
         match self {
+            Queued::Snapshot { encoded, .. } => encoded.bytes.len(),
             Queued::Shared(batch) => batch.encoded[format].as_ref().map_or(0, |e| e.bytes.len()),
             Queued::Cells { bytes, .. } => *bytes,
         }
@@ -422,6 +409,7 @@ impl Queued {
     /// Leave markers a subscriber whose queue is dropped is still owed.
     fn left_with_position(&self) -> &[ClientId] {
         match self {
+            Queued::Snapshot { owed, .. } => owed,
             Queued::Shared(batch) => &batch.left_with_position,
             // A view's resync is a native snapshot, which replaces the
             // whole view: nothing is owed.
@@ -504,7 +492,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn resyncs_before_the_next_broadcast_share_one_snapshot() {
+    fn resyncs_in_one_broadcast_share_one_snapshot() {
         let mut fanout = Fanout::default();
         let mut state = State::default();
         for id in 1..=3 {
@@ -512,54 +500,56 @@ pub(crate) mod tests {
             state.set_positions(id, &[Position::new(id as i16, 0)]);
             fanout.subscribe(SubscriberKey::Player(id), &LEGACY_RECORDS);
         }
+        assert!(fanout.owes_snapshots());
         fanout.broadcast(&state.take_log(), &state, 1 << 20, &mut Vec::new());
+        assert!(!fanout.owes_snapshots());
         let outs: Vec<Outgoing> = [1, 2, 3]
-            .map(|id| fanout.drain(SubscriberKey::Player(id), &state))
+            .map(|id| fanout.drain(SubscriberKey::Player(id)))
             .into();
         assert!(one_buffer(&outs), "one snapshot buffer for the three");
-        let first = outs[0].chunks[0].as_ptr();
+        assert_eq!(outs[0].chunks.len(), 1, "the snapshot holds the batch");
         assert_eq!(sorted(&outs[0]), [(1, 1, 0), (2, 2, 0), (3, 3, 0)]);
-
-        // A move made after the shared snapshot: a subscriber resynchronised
-        // now gets the older position, then the move with the next broadcast.
-        state.set_positions(2, &[Position::new(20, 0)]);
-        fanout.subscribe(SubscriberKey::Viewer(1), &LEGACY_RECORDS);
-        let late = fanout.drain(SubscriberKey::Viewer(1), &state);
-        assert_eq!(late.chunks[0].as_ptr(), first);
-        fanout.broadcast(&state.take_log(), &state, 1 << 20, &mut Vec::new());
-        let next = fanout.drain(SubscriberKey::Viewer(1), &state);
-        assert_eq!(sorted(&next), [(2, 20, 0)]);
-
-        // After that broadcast a resync is encoded anew, with the move in it.
-        fanout.subscribe(SubscriberKey::Viewer(2), &LEGACY_RECORDS);
-        let fresh = fanout.drain(SubscriberKey::Viewer(2), &state);
-        assert_ne!(fresh.chunks[0].as_ptr(), first);
-        assert_eq!(sorted(&fresh), [(1, 1, 0), (2, 20, 0), (3, 3, 0)]);
     }
 
     #[test]
-    fn a_join_or_a_leave_makes_the_next_snapshot_anew() {
+    fn a_snapshot_is_the_world_as_its_broadcast_leaves_it() {
         let mut fanout = Fanout::default();
         let mut state = State::default();
-        state.join(crate::world::info(1));
-        state.set_positions(1, &[Position::new(1, 1)]);
+        for id in 1..=2 {
+            state.join(crate::world::info(id));
+            state.set_positions(id, &[Position::new(id as i16, 0)]);
+            fanout.subscribe(SubscriberKey::Player(id), &LEGACY_RECORDS);
+        }
+        fanout.broadcast(&state.take_log(), &state, 1 << 20, &mut Vec::new());
+        fanout.drain(SubscriberKey::Player(1));
+
+        // Moves wait in the log while a viewer arrives: it gets nothing
+        // until they are broadcast, then one snapshot that holds them, and
+        // never those moves again (older positions after the newest).
+        state.set_positions(2, &[Position::new(20, 0), Position::new(21, 0)]);
         fanout.subscribe(SubscriberKey::Viewer(1), &LEGACY_RECORDS);
-        assert_eq!(
-            sorted(&fanout.drain(SubscriberKey::Viewer(1), &state)),
-            [(1, 1, 1)]
-        );
+        assert!(fanout.drain(SubscriberKey::Viewer(1)).chunks.is_empty());
+        fanout.broadcast(&state.take_log(), &state, 1 << 20, &mut Vec::new());
+        let viewer = records(&fanout.drain(SubscriberKey::Viewer(1)));
+        let mut snapshot: Vec<_> = viewer.iter().map(|r| (r.id, r.x, r.y)).collect();
+        snapshot.sort_unstable();
+        assert_eq!(snapshot, [(1, 1, 0), (2, 21, 0)]);
+        // Those already in step get the moves themselves.
+        let player = records(&fanout.drain(SubscriberKey::Player(1)));
+        let moves: Vec<_> = player.iter().map(|r| (r.id, r.x)).collect();
+        assert_eq!(moves, [(2, 20), (2, 21)]);
 
-        state.join(crate::world::info(2));
-        state.set_positions(2, &[Position::new(2, 2)]);
-        fanout.subscribe(SubscriberKey::Viewer(2), &LEGACY_RECORDS);
-        let with_newcomer = sorted(&fanout.drain(SubscriberKey::Viewer(2), &state));
-        assert_eq!(with_newcomer, [(1, 1, 1), (2, 2, 2)]);
-
+        // A leave in the same broadcast: the marker (it may have known the
+        // player), then a snapshot without the player.
         state.leave(1);
-        fanout.subscribe(SubscriberKey::Viewer(3), &LEGACY_RECORDS);
+        fanout.subscribe(SubscriberKey::Viewer(2), &LEGACY_RECORDS);
+        fanout.broadcast(&state.take_log(), &state, 1 << 20, &mut Vec::new());
         assert_eq!(
-            sorted(&fanout.drain(SubscriberKey::Viewer(3), &state)),
-            [(2, 2, 2)]
+            records(&fanout.drain(SubscriberKey::Viewer(2))),
+            [
+                PositionRecord::leave(1),
+                PositionRecord::moved(2, Position::new(21, 0))
+            ]
         );
     }
 
@@ -571,10 +561,11 @@ pub(crate) mod tests {
             fanout.subscribe(SubscriberKey::Player(id), &LEGACY_RECORDS);
         }
         fanout.subscribe(SubscriberKey::Viewer(1), &NATIVE_FRAMES);
+        fanout.broadcast(&[], &state, 1 << 20, &mut Vec::new()); // the snapshots
         for key in [1, 2, 3].map(SubscriberKey::Player) {
-            fanout.drain(key, &state); // the snapshots
+            fanout.drain(key);
         }
-        fanout.drain(SubscriberKey::Viewer(1), &state);
+        fanout.drain(SubscriberKey::Viewer(1));
         fanout.broadcast(
             &[joined(4), Event::Moved(4, Position::new(1, 2))],
             &state,
@@ -582,14 +573,14 @@ pub(crate) mod tests {
             &mut Vec::new(),
         );
         let legacy: Vec<Outgoing> = [1, 2, 3]
-            .map(|id| fanout.drain(SubscriberKey::Player(id), &state))
+            .map(|id| fanout.drain(SubscriberKey::Player(id)))
             .into();
         assert!(
             one_buffer(&legacy),
             "one buffer for every legacy subscriber"
         );
         assert_eq!(legacy[0].messages, 1, "the join is not a legacy record");
-        let native = fanout.drain(SubscriberKey::Viewer(1), &state);
+        let native = fanout.drain(SubscriberKey::Viewer(1));
         assert_eq!(native.messages, 2, "PlayerJoined, then Positions");
     }
 
@@ -600,17 +591,17 @@ pub(crate) mod tests {
         let (a, b) = (SubscriberKey::Player(1), SubscriberKey::Player(2));
         fanout.subscribe(a, &LEGACY_RECORDS);
         fanout.subscribe(b, &LEGACY_RECORDS);
-        fanout.drain(a, &state);
-        fanout.drain(b, &state);
+        fanout.drain(a);
+        fanout.drain(b);
         let moved = [Event::Moved(1, Position::new(1, 1))];
         fanout.broadcast(&moved, &state, 1 << 20, &mut Vec::new());
         assert_eq!(fanout.undrained(), 2);
-        fanout.drain(a, &state);
+        fanout.drain(a);
         assert_eq!(fanout.undrained(), 1);
         // `b` is stuck: the next broadcast does not wait for it again.
         fanout.broadcast(&moved, &state, 1 << 20, &mut Vec::new());
         assert_eq!(fanout.undrained(), 1, "only `a` is waited for");
-        fanout.drain(a, &state);
+        fanout.drain(a);
         assert_eq!(fanout.undrained(), 0);
         // A subscriber that leaves is not waited for either.
         fanout.broadcast(&moved, &state, 1 << 20, &mut Vec::new());
@@ -659,7 +650,7 @@ pub(crate) mod tests {
         let events = state.take_log();
         fanout.broadcast(&events, &state, 1 << 20, &mut Vec::new());
         let mut got: Vec<Vec<ServerMessage>> = (1..=3)
-            .map(|id| decode(&fanout.drain(SubscriberKey::Player(id), &state)))
+            .map(|id| decode(&fanout.drain(SubscriberKey::Player(id))))
             .collect();
         // The first delivery is the region's snapshot (taken after the
         // broadcast, so it already has the new positions).
@@ -679,7 +670,7 @@ pub(crate) mod tests {
         let events = state.take_log();
         fanout.broadcast(&events, &state, 1 << 20, &mut Vec::new());
         let outs: Vec<Outgoing> = (1..=3)
-            .map(|id| fanout.drain(SubscriberKey::Player(id), &state))
+            .map(|id| fanout.drain(SubscriberKey::Player(id)))
             .collect();
         assert_eq!(
             outs[0].chunks, outs[1].chunks,
@@ -709,7 +700,8 @@ pub(crate) mod tests {
         // Back to the whole world: a full snapshot, then everything.
         assert!(fanout.set_view(SubscriberKey::Player(3), None));
         assert_eq!(fanout.viewers(), 2);
-        let full = decode(&fanout.drain(SubscriberKey::Player(3), &state));
+        fanout.broadcast(&[], &state, 1 << 20, &mut Vec::new());
+        let full = decode(&fanout.drain(SubscriberKey::Player(3)));
         assert!(matches!(&full[..], [ServerMessage::Snapshot { players }] if players.len() == 3));
     }
 
@@ -730,8 +722,9 @@ pub(crate) mod tests {
         let far = Region::around(Position::new(3000, 3000), 100);
         fanout.set_view(SubscriberKey::Player(1), near);
         fanout.set_view(SubscriberKey::Player(2), far);
+        fanout.broadcast(&[], &state, 1 << 20, &mut Vec::new()); // the snapshots
         for id in 1..=3 {
-            fanout.drain(SubscriberKey::Player(id), &state);
+            fanout.drain(SubscriberKey::Player(id));
         }
         state.set_positions(1, &[Position::new(10, 10)]);
         let events = state.take_log();
@@ -750,7 +743,7 @@ pub(crate) mod tests {
         let mut state = State::default();
         let slow = SubscriberKey::Player(1);
         fanout.subscribe(slow, &LEGACY_RECORDS);
-        fanout.drain(slow, &state);
+        fanout.drain(slow);
         state.join(PlayerInfo {
             id: 2,
             name: "p2".into(),
@@ -767,7 +760,7 @@ pub(crate) mod tests {
         }
         assert!(resynced > 0);
         assert!(fanout.queued_bytes(slow).unwrap() <= 64);
-        let out = fanout.drain(slow, &state);
+        let out = fanout.drain(slow);
         // 100 leave markers owed (through the resync or still queued), and
         // the snapshot's one record of player 2.
         assert_eq!(out.messages, 101);

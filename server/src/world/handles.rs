@@ -63,7 +63,11 @@ impl Membership {
     pub fn set_view(&self, center: Position, half_extent: u16) {
         let region = Region::around(center, half_extent);
         let world = &self.subscription.world;
-        world.lock().fanout.set_view(self.subscription.key, region);
+        let mut inner = world.lock();
+        if inner.fanout.set_view(self.subscription.key, region) {
+            // The new region's snapshot goes with the next broadcast.
+            world.news_added(inner);
+        }
     }
 
     /// Resolves when there is something to send to this player.

@@ -60,6 +60,12 @@ struct Inner {
 }
 
 impl Inner {
+    /// Whether a broadcast is due: news in the log, or a subscriber waiting
+    /// for its snapshot (they are taken by broadcasts).
+    fn has_news(&self) -> bool {
+        self.state.has_news() || self.fanout.owes_snapshots()
+    }
+
     /// Whether the subscribers have taken the last broadcast (all but a few
     /// stragglers when there are thousands), so that the next may go.
     fn ready_for_more(&self) -> bool {
@@ -136,6 +142,8 @@ impl World {
         inner.next_viewer += 1;
         let key = SubscriberKey::Viewer(inner.next_viewer);
         let wake = inner.fanout.subscribe(key, format);
+        // Its snapshot goes with the next broadcast.
+        self.news_added(inner);
         Subscription {
             world: Arc::clone(self),
             key,
@@ -219,7 +227,7 @@ impl World {
             return;
         }
         inner.pacer.drained(Instant::now());
-        if self.eager.load(Ordering::Relaxed) && inner.state.has_news() && inner.spaced() {
+        if self.eager.load(Ordering::Relaxed) && inner.has_news() && inner.spaced() {
             self.broadcast_locked(inner);
         } else {
             drop(inner);
@@ -251,8 +259,7 @@ impl World {
     fn drain(&self, key: SubscriberKey) -> Outgoing {
         let mut inner = self.lock();
         let was_ready = inner.ready_for_more();
-        let Inner { state, fanout, .. } = &mut *inner;
-        let taken = fanout.take(key, state);
+        let taken = inner.fanout.take(key);
         self.took_some(inner, was_ready);
         // Put together out of the lock: cutting a view's cells is the
         // subscriber's work, not the world's.
@@ -270,7 +277,7 @@ impl World {
     fn broadcast_locked(&self, mut inner: MutexGuard<'_, Inner>) -> usize {
         let started = Instant::now();
         inner.held_until = inner.state.release_held(started);
-        if !inner.state.has_news() {
+        if !inner.has_news() {
             return 0;
         }
         inner.pacer.started(started);

@@ -320,11 +320,7 @@ impl Legacy {
         loop {
             while self.buf.len() >= PositionRecord::SIZE {
                 let bytes = self.buf.split_to(PositionRecord::SIZE);
-                let record = PositionRecord {
-                    id: i32::from_le_bytes(bytes[..4].try_into().unwrap()),
-                    x: i16::from_le_bytes(bytes[4..6].try_into().unwrap()),
-                    y: i16::from_le_bytes(bytes[6..].try_into().unwrap()),
-                };
+                let record = PositionRecord::from_bytes(bytes[..].try_into().expect("one record"));
                 if wanted(&record) {
                     return Some(record);
                 }

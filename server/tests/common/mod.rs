@@ -230,10 +230,7 @@ pub async fn send_position(stream: &mut TcpStream, x: i16, y: i16) {
 
 pub async fn read_record(stream: &mut TcpStream) -> PositionRecord {
     let bytes = read_exact(stream, PositionRecord::SIZE).await;
-    let id = i32::from_le_bytes(bytes[..4].try_into().unwrap());
-    let x = i16::from_le_bytes(bytes[4..6].try_into().unwrap());
-    let y = i16::from_le_bytes(bytes[6..].try_into().unwrap());
-    PositionRecord { id, x, y }
+    PositionRecord::from_bytes(bytes.try_into().expect("one record"))
 }
 
 /// Reads records until one satisfies `wanted`; returns it.

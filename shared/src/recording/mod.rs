@@ -29,6 +29,8 @@ pub use format::{
     Damage, HEADER_LEN, Header, MAGIC, MAX_BLOCK_LEN, MAX_RECORD_NAME_LEN, Record, RecordError,
     RecordingError, VERSION,
 };
-pub use playback::{OpenError, Playback, Recording, WorldAt, rotated_path};
+pub use playback::{
+    OpenError, Playback, Recording, SkippedIn, WorldAt, parse_seconds, rotated_path,
+};
 pub use reader::{Block, Reader, Skipped, read_all};
 pub use writer::Writer;

@@ -76,7 +76,40 @@ impl WorldAt {
     pub fn is_empty(&self) -> bool {
         self.players.is_empty()
     }
+
+    /// Writes one line per player, by id: `id name x y` (`-` for both
+    /// coordinates of a player that has not sent a position yet). The name
+    /// may hold spaces; the coordinates are the last two fields.
+    pub fn write_lines(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        for player in self.players() {
+            let info = &player.info;
+            match player.position {
+                Some(p) => writeln!(out, "{} {} {} {}", info.id, info.name, p.x, p.y)?,
+                None => writeln!(out, "{} {} - -", info.id, info.name)?,
+            }
+        }
+        Ok(())
+    }
 }
+
+/// Seconds from the start of a recording (`--at`), as ms: a finite number
+/// of seconds, 0 or more.
+pub fn parse_seconds(text: &str) -> Result<u64, String> {
+    let seconds: f64 = text
+        .trim()
+        .parse()
+        .map_err(|e| format!("{text:?} is not a number of seconds: {e}"))?;
+    if !seconds.is_finite() || seconds < 0.0 || seconds > MAX_SECONDS {
+        return Err(format!(
+            "{seconds} is not between 0 and {MAX_SECONDS} seconds"
+        ));
+    }
+    Ok((seconds * 1000.0).round() as u64)
+}
+
+/// The largest `--at`: about 31,700 years, far past any recording, and
+/// still exact in ms.
+const MAX_SECONDS: f64 = 1e12;
 
 /// A recording that cannot be opened or read, and which file.
 #[derive(Debug, Error)]

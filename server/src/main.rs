@@ -48,7 +48,11 @@ fn replay(args: &ReplayArgs) -> std::process::ExitCode {
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime.block_on(server::replay::serve_web(args)),
+        Ok(runtime) => runtime.block_on(async {
+            let shutdown = CancellationToken::new();
+            tokio::spawn(cancel_on_signal(shutdown.clone()));
+            server::replay::serve_web(args, shutdown).await
+        }),
         Err(err) => {
             eprintln!("gameserver: cannot start the runtime: {err}");
             std::process::ExitCode::FAILURE

@@ -303,9 +303,16 @@ async fn replay_help_lists_its_flags() {
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
     for flag in ["<PATH>", "--at <SECONDS>", "--print", "--web <HOST:PORT>"] {
-        assert!(help.contains(flag), "{flag} missing from replay --help:\n{help}");
+        assert!(
+            help.contains(flag),
+            "{flag} missing from replay --help:\n{help}"
+        );
     }
-    let top = Command::new(server_binary()).arg("--help").output().await.unwrap();
+    let top = Command::new(server_binary())
+        .arg("--help")
+        .output()
+        .await
+        .unwrap();
     assert!(
         String::from_utf8_lossy(&top.stdout).contains("replay"),
         "gameserver --help names the replay command"

@@ -464,3 +464,153 @@ async fn a_recording_path_that_exists_or_cannot_be_created_stops_the_start() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// One WebSocket message of the web view, decoded: players' positions
+/// after it (starting from `world`), every move in it added to `moves`,
+/// and its CLOCK (now_ms, paused).
+fn apply_web_message(
+    bytes: &[u8],
+    world: &mut HashMap<i32, Option<(i16, i16)>>,
+    moves: &mut Vec<(i16, i16)>,
+) -> Option<(u64, bool)> {
+    let mut at = 0;
+    let mut clock = None;
+    while at < bytes.len() {
+        match bytes[at] {
+            1 => {
+                world.clear();
+                at += 1;
+            }
+            2 => {
+                let id = i32::from_le_bytes(bytes[at + 1..at + 5].try_into().unwrap());
+                world.insert(id, None);
+                at += 7 + bytes[at + 6] as usize;
+            }
+            3 => {
+                let id = i32::from_le_bytes(bytes[at + 1..at + 5].try_into().unwrap());
+                let x = i16::from_le_bytes(bytes[at + 5..at + 7].try_into().unwrap());
+                let y = i16::from_le_bytes(bytes[at + 7..at + 9].try_into().unwrap());
+                world.insert(id, Some((x, y)));
+                moves.push((x, y));
+                at += 9;
+            }
+            4 => {
+                let id = i32::from_le_bytes(bytes[at + 1..at + 5].try_into().unwrap());
+                world.remove(&id);
+                at += 5;
+            }
+            5 => {
+                let now = u64::from_le_bytes(bytes[at + 1..at + 9].try_into().unwrap());
+                clock = Some((now, bytes[at + 29] == 1));
+                at += 30;
+            }
+            tag => panic!("unknown web record tag {tag}"),
+        }
+    }
+    clock
+}
+
+#[tokio::test]
+async fn replay_web_serves_the_page_and_plays_from_any_moment_without_game_ports() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let dir = scratch_dir("web");
+    let path = dir.join("web.rec");
+    let (first, second) = short_recording(&path).await;
+    let mut replay = Command::new(server_binary())
+        .args(["replay", path.to_str().unwrap(), "--web", "127.0.0.1:0"])
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(replay.stderr.take().unwrap()).lines();
+    let mut log = Vec::new();
+    let addr: SocketAddr = loop {
+        let line = tokio::time::timeout(PATIENCE, lines.next_line())
+            .await
+            .expect("start-up log in time")
+            .unwrap()
+            .expect("replay still running");
+        log.push(line.clone());
+        if line.contains("replay web view")
+            && let Some(addr) = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("addr="))
+        {
+            break addr.parse().unwrap();
+        }
+    };
+    assert!(
+        !log.iter().any(|l| l.contains("listening")),
+        "no game port is opened: {log:?}"
+    );
+
+    // The same page, with its timeline.
+    let mut http = TcpStream::connect(addr).await.unwrap();
+    http.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut page = String::new();
+    http.read_to_string(&mut page).await.unwrap();
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("id=\"timeline\""), "{page}");
+
+    // Paused at the first moment: the world then, and the clock.
+    let at_ms = (first * 1000.0) as u64;
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{addr}/ws?at={at_ms}&paused=1"))
+            .await
+            .unwrap();
+    let Some(Ok(Message::Binary(bytes))) = ws.next().await else {
+        panic!("a binary snapshot first");
+    };
+    let mut world = HashMap::new();
+    assert_eq!(
+        apply_web_message(&bytes, &mut world, &mut Vec::new()),
+        Some((at_ms, true))
+    );
+    assert_eq!(world.values().collect::<Vec<_>>(), vec![&Some((1, 2))]);
+    // Read-only: a data message closes the stream.
+    ws.send(Message::text("seek please")).await.unwrap();
+    let closed = tokio::time::timeout(PATIENCE, async {
+        while let Some(Ok(message)) = ws.next().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the stream closes");
+
+    // Playing ×16 from the first moment: the second move arrives (the
+    // player may leave in the same message, at the end), and the clock
+    // moves on past it.
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{addr}/ws?at={at_ms}&speed=16"))
+            .await
+            .unwrap();
+    let mut world = HashMap::new();
+    let mut last_clock = 0;
+    let mut seen = false;
+    let moved_at = second - SETTLE.as_secs_f64();
+    tokio::time::timeout(PATIENCE, async {
+        while let Some(Ok(Message::Binary(bytes))) = ws.next().await {
+            let mut moves = Vec::new();
+            let clock = apply_web_message(&bytes, &mut world, &mut moves);
+            seen |= moves.contains(&(3, 4));
+            if let Some((now, _)) = clock {
+                last_clock = now;
+            }
+            if seen && last_clock as f64 >= moved_at * 1000.0 {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the replay plays on to the second move");
+    drop(ws);
+    replay.start_kill().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -7,8 +7,12 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use shared::recording::Recording;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::ReplayArgs;
+
+#[cfg(feature = "http")]
+pub mod web;
 
 /// Opens the recording named by `args`, saying on stderr what damage was
 /// skipped (everything before it plays).
@@ -58,9 +62,48 @@ pub fn print(args: &ReplayArgs) -> ExitCode {
     }
 }
 
-/// `--web HOST:PORT`: not built yet.
-pub async fn serve_web(args: &ReplayArgs) -> ExitCode {
-    let _ = args;
-    tracing::error!("gameserver replay --web is not available in this build yet");
+/// `--web HOST:PORT`: serves the recording to browsers until `shutdown`.
+#[cfg(feature = "http")]
+pub async fn serve_web(args: &ReplayArgs, shutdown: CancellationToken) -> ExitCode {
+    use std::sync::Arc;
+
+    let Some(addr) = args.web else {
+        tracing::error!("gameserver replay needs --web HOST:PORT or --at SECONDS --print");
+        return ExitCode::FAILURE;
+    };
+    let recording = match open(args) {
+        Ok(recording) => recording,
+        Err(code) => return code,
+    };
+    let listener = match crate::http::bind(addr) {
+        Ok(listener) => listener,
+        Err(err) => {
+            tracing::error!("cannot listen on {addr} (replay web view): {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = crate::Config::default();
+    let limits = config.web_limits();
+    let local = listener.local_addr().unwrap_or(addr);
+    tracing::info!(
+        path = %args.path.display(),
+        seconds = recording.duration_ms() as f64 / 1000.0,
+        files = recording.paths().count(),
+        "replaying"
+    );
+    crate::http::log_listening("the replay web view on / and /ws", local, &limits);
+    let state = Arc::new(web::ReplayState {
+        recording,
+        shutdown: shutdown.clone(),
+        write_timeout: config.write_timeout(),
+    });
+    crate::http::serve(listener, web::router(state), limits, shutdown).await;
+    ExitCode::SUCCESS
+}
+
+/// Without HTTP support there is no web view to serve.
+#[cfg(not(feature = "http"))]
+pub async fn serve_web(_args: &ReplayArgs, _shutdown: CancellationToken) -> ExitCode {
+    tracing::error!("this build has no HTTP support (cargo feature `http`): no --web");
     ExitCode::FAILURE
 }

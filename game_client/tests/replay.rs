@@ -123,7 +123,7 @@ fn replay_at_print_shows_the_world_at_each_moment_across_rotated_files() {
         assert!(ok, "{err}");
         assert_eq!(out, expected, "at {at} s");
     }
-    let (ok, _, err) = netgame(&["replay", path, "--at", "-1", "--print"]);
+    let (ok, _, err) = netgame(&["replay", path, "--at=-1", "--print"]);
     assert!(!ok && err.contains("not between 0"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

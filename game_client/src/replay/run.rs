@@ -35,7 +35,7 @@ pub fn run_replay(args: &ReplayArgs) -> ExitCode {
     };
     let label = args.path.display().to_string();
     let settings = ClientSettings {
-        name: format!("replay of {label}"),
+        name: "replay".into(),
         control: ControlMode::Spectate,
         headless: args.headless,
     };

@@ -15,10 +15,15 @@ use super::feed::{ReplayClock, ReplaySystems};
 
 /// How far `←`/`→` jump, ms.
 pub const SEEK_STEP_MS: i64 = 10_000;
-/// The bar's height and its distance from the window's edges, pixels.
-const BAR_HEIGHT_PX: f32 = 26.0;
+/// The bar's height and its distance from the window's edges, pixels. It
+/// sits top right, clear of the HUD (top left), the math panel (bottom
+/// left) and the minimap (bottom right).
+const BAR_HEIGHT_PX: f32 = 42.0;
 const BAR_MARGIN_PX: f32 = 10.0;
-const FONT_PX: f32 = 15.0;
+const FONT_PX: f32 = 14.0;
+const HINT_FONT_PX: f32 = 12.0;
+/// What the keys do, under the clock (ASCII: the UI font has no arrows).
+const HINT: &str = "Space pause  [ ] speed  <- -> 10 s  click: jump";
 
 /// The whole bar (clicks land here).
 #[derive(Component, Debug)]
@@ -31,6 +36,10 @@ pub struct TimelineFill;
 /// The clock text on the bar.
 #[derive(Component, Debug)]
 pub struct TimelineText;
+
+/// The key hint under the clock.
+#[derive(Component, Debug)]
+struct TimelineHint;
 
 pub struct TimelinePlugin;
 
@@ -54,11 +63,13 @@ fn spawn_timeline(mut commands: Commands) {
             TimelineBar,
             Node {
                 position_type: PositionType::Absolute,
-                left: Val::Px(BAR_MARGIN_PX),
+                left: Val::Percent(50.0),
                 right: Val::Px(BAR_MARGIN_PX),
-                bottom: Val::Px(BAR_MARGIN_PX),
+                top: Val::Px(BAR_MARGIN_PX),
                 height: Val::Px(BAR_HEIGHT_PX),
-                align_items: AlignItems::Center,
+                flex_direction: FlexDirection::Column,
+                justify_content: JustifyContent::Center,
+                padding: UiRect::horizontal(Val::Px(8.0)),
                 ..default()
             },
             BackgroundColor(Color::srgba(0.0, 0.0, 0.0, 0.6)),
@@ -83,10 +94,12 @@ fn spawn_timeline(mut commands: Commands) {
                 Text::new(""),
                 TextFont::from_font_size(FONT_PX),
                 TextColor(Color::WHITE),
-                Node {
-                    margin: UiRect::left(Val::Px(8.0)),
-                    ..default()
-                },
+            ));
+            bar.spawn((
+                TimelineHint,
+                Text::new(HINT),
+                TextFont::from_font_size(HINT_FONT_PX),
+                TextColor(Color::srgb(0.7, 0.75, 0.8)),
             ));
         });
 }
@@ -153,15 +166,15 @@ fn show_timeline(
 }
 
 /// The clock as the bar shows it: state, time / length, speed, and the
-/// wall-clock moment (UTC) of what is shown.
+/// wall-clock time (UTC, without the date, to fit) of what is shown.
 pub fn timeline_text(clock: &ReplayClock) -> String {
     let state = if clock.paused { "paused" } else { "playing" };
     format!(
-        "{state}  {} / {}  ×{}  {}   Space pause · [ ] speed · ← → 10 s · click to jump",
+        "{state} {} / {}  x{}  {}",
         clock_text(clock.now_ms),
         clock_text(clock.duration_ms),
         clock.speed,
-        utc_text(clock.start_unix_ms + clock.now_ms),
+        &utc_text(clock.start_unix_ms + clock.now_ms)["YYYY-MM-DD ".len()..],
     )
 }
 

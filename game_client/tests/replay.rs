@@ -204,3 +204,83 @@ fn the_ecs_sees_the_recorded_players_and_seeks_back_and_forth() {
     assert_eq!((clock.now_ms, clock.paused), (2500, true));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_timeline_keys_pause_change_speed_and_seek() {
+    use bevy::input::ButtonState;
+    use bevy::input::keyboard::{Key, KeyboardInput};
+    use game_client::replay::timeline::TimelinePlugin;
+
+    let dir = scratch_dir("keys");
+    let recording = Recording::open(&write_recording(&dir)).unwrap();
+    let mut app = App::new();
+    app.add_plugins((MinimalPlugins, StatesPlugin, InputPlugin))
+        .insert_resource(TimeUpdateStrategy::ManualDuration(Duration::from_millis(
+            50,
+        )))
+        .insert_resource(ClientSettings {
+            name: "replay".into(),
+            control: ControlMode::Spectate,
+            headless: true,
+        })
+        .add_plugins((
+            ReplayFeedPlugin {
+                recording,
+                label: "test".into(),
+                exit_at_end: false,
+            },
+            GameLogicPlugins,
+            TimelinePlugin,
+        ));
+    app.update();
+    let press = |app: &mut App, key_code: KeyCode| {
+        for state in [ButtonState::Pressed, ButtonState::Released] {
+            app.world_mut().write_message(KeyboardInput {
+                key_code,
+                logical_key: Key::Unidentified(bevy::input::keyboard::NativeKey::Unidentified),
+                state,
+                text: None,
+                repeat: false,
+                window: Entity::PLACEHOLDER,
+            });
+            app.update();
+        }
+    };
+    let clock = |app: &App| app.world().resource::<ReplayClock>().clone();
+    press(&mut app, KeyCode::BracketRight);
+    press(&mut app, KeyCode::BracketRight);
+    assert_eq!(clock(&app).speed, 4.0);
+    for _ in 0..10 {
+        press(&mut app, KeyCode::BracketLeft);
+    }
+    assert_eq!(clock(&app).speed, 0.25, "never slower than ×0.25");
+    press(&mut app, KeyCode::Space);
+    assert!(clock(&app).paused);
+    let paused_at = clock(&app).now_ms;
+    for _ in 0..5 {
+        app.update();
+    }
+    assert_eq!(clock(&app).now_ms, paused_at, "a paused clock stands still");
+    press(&mut app, KeyCode::ArrowRight);
+    assert_eq!(clock(&app).now_ms, 2500, "+10 s stops at the end");
+    press(&mut app, KeyCode::ArrowLeft);
+    assert_eq!(clock(&app).now_ms, 0, "-10 s stops at the start");
+    // Held down, an arrow is not seen as pressed by the camera's panning.
+    app.world_mut().write_message(KeyboardInput {
+        key_code: KeyCode::ArrowRight,
+        logical_key: Key::Unidentified(bevy::input::keyboard::NativeKey::Unidentified),
+        state: ButtonState::Pressed,
+        text: None,
+        repeat: false,
+        window: Entity::PLACEHOLDER,
+    });
+    app.update();
+    assert_eq!(clock(&app).now_ms, 2500);
+    assert!(
+        !app.world()
+            .resource::<ButtonInput<KeyCode>>()
+            .pressed(KeyCode::ArrowRight),
+        "the arrows seek instead of panning the camera"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -359,7 +359,7 @@ pub enum Damage {
 #[derive(Debug, Error)]
 pub enum RecordingError {
     #[error(
-        "not a recording: the file does not start with the recording magic {MAGIC:?} (offset 0)"
+        "not a recording: the file does not start with the recording magic \"{}\" (offset 0)", MAGIC.escape_ascii()
     )]
     Foreign,
     #[error(

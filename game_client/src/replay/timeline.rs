@@ -128,9 +128,12 @@ fn steer_with_keys(mut keys: ResMut<ButtonInput<KeyCode>>, mut clock: ResMut<Rep
     keys.reset(KeyCode::ArrowRight);
 }
 
+/// The bar, when its interaction changed.
+type BarTouched = (With<TimelineBar>, Changed<Interaction>);
+
 /// A press on the bar jumps to that point of the recording.
 fn seek_on_click(
-    bar: Query<(&Interaction, &RelativeCursorPosition), (With<TimelineBar>, Changed<Interaction>)>,
+    bar: Query<(&Interaction, &RelativeCursorPosition), BarTouched>,
     mut clock: ResMut<ReplayClock>,
 ) {
     for (interaction, cursor) in &bar {

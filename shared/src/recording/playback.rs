@@ -99,7 +99,7 @@ pub fn parse_seconds(text: &str) -> Result<u64, String> {
         .trim()
         .parse()
         .map_err(|e| format!("{text:?} is not a number of seconds: {e}"))?;
-    if !seconds.is_finite() || seconds < 0.0 || seconds > MAX_SECONDS {
+    if !(0.0..=MAX_SECONDS).contains(&seconds) {
         return Err(format!(
             "{seconds} is not between 0 and {MAX_SECONDS} seconds"
         ));

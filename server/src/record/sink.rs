@@ -62,7 +62,7 @@ pub struct Sink {
     clock_ms: u64,
     /// Records written to the current file after its first snapshot.
     records_in_file: u64,
-    /// Bytes already counted on `/metrics`.
+    /// Bytes already counted on `/metrics` (and synced).
     counted: u64,
     metrics: RecordMetrics,
     scratch: Vec<u8>,

@@ -50,6 +50,9 @@ pub struct RecordMetrics {
 /// latest.
 #[derive(Debug, Default)]
 struct Stash {
+    /// Set when the recorder's feed is dropped (it stopped): nothing more
+    /// may gather here.
+    closed: bool,
     at: Option<Instant>,
     events: Vec<Event>,
     /// Where each player's latest move since its last join or leave is.
@@ -145,11 +148,24 @@ impl RecordFeed {
     }
 }
 
+impl Drop for RecordFeed {
+    /// The recorder stopped: the world stops handing it events, even while
+    /// the queue looks busy.
+    fn drop(&mut self) {
+        let mut stash = self.stash.lock().unwrap_or_else(|p| p.into_inner());
+        stash.closed = true;
+        stash.take();
+    }
+}
+
 impl RecordTap {
     /// Hands one broadcast's events to the recorder. Never waits. Returns
     /// false once the recorder is gone (it stopped on an error).
     fn offer(&self, at: Instant, events: Vec<Event>) -> bool {
         let mut stash = self.stash.lock().unwrap_or_else(|p| p.into_inner());
+        if stash.closed {
+            return false;
+        }
         if stash.at.is_some() {
             let coalesced = stash.merge(at, events);
             self.metrics.coalesced.inc_by(coalesced);
@@ -285,6 +301,25 @@ mod tests {
         assert!(
             matches!(feed.next(Duration::ZERO), Next::Ended),
             "the feed ends"
+        );
+    }
+
+    #[test]
+    fn a_recorder_that_stopped_is_let_go_even_while_its_queue_was_full() {
+        let world = World::new();
+        let feed = world.record_to(RecordMetrics::default());
+        let offer = |x| {
+            let mut inner = world.lock();
+            World::record(&mut inner, Instant::now(), vec![moved(7, x)]);
+            inner.recording.is_some()
+        };
+        for x in 0..=RECORD_QUEUE_BATCHES as i16 {
+            assert!(offer(x), "still recording");
+        }
+        drop(feed);
+        assert!(
+            !offer(0),
+            "the world drops the tap of a recorder that is gone"
         );
     }
 }

@@ -6,6 +6,7 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use shared::native::PlayerState;
 use shared::recording::{Header, Record, RecordingError, VERSION, WorldAt, Writer, rotated_path};
 use thiserror::Error;
 
@@ -60,8 +61,12 @@ pub struct Sink {
     /// The latest time written: records never go back in time, even if a
     /// batch made before a snapshot arrives after it.
     clock_ms: u64,
-    /// Records written to the current file after its first snapshot.
-    records_in_file: u64,
+    /// Whether the current file holds anything after its first snapshot
+    /// (only then may it rotate: a file always holds one block more).
+    grown: bool,
+    /// Whether anything was recorded since the last snapshot (an idle
+    /// world writes no snapshots).
+    changed: bool,
     /// Bytes already counted on `/metrics` (and synced).
     counted: u64,
     metrics: RecordMetrics,
@@ -95,12 +100,13 @@ impl Sink {
             writer,
             world: WorldAt::default(),
             clock_ms: 0,
-            records_in_file: 0,
+            grown: false,
+            changed: false,
             counted: 0,
             metrics,
             scratch: Vec::new(),
         };
-        sink.snapshot()?;
+        sink.write_snapshot(Vec::new())?;
         sink.flush()?;
         Ok(sink)
     }
@@ -128,13 +134,7 @@ impl Sink {
     }
 
     fn push(&mut self, record: &Record) -> Result<(), RecordError> {
-        self.scratch.clear();
-        record.encode(&mut self.scratch);
-        let size = self.writer.bytes_written()
-            + self.writer.pending_len() as u64
-            + RECORD_OVERHEAD
-            + self.scratch.len() as u64;
-        if size > self.options.max_bytes && self.records_in_file > 0 {
+        if self.would_pass_max(record) {
             self.rotate()?;
         }
         let clock = self.clock_ms;
@@ -142,24 +142,58 @@ impl Sink {
             .push(clock, record)
             .map_err(|e| self.write_error(e))?;
         self.world.apply(record);
-        self.records_in_file += 1;
+        self.grown = true;
+        self.changed = true;
         Ok(())
     }
 
-    /// Writes the whole world as recorded so far.
+    /// Whether adding `record` would take a file that may rotate past
+    /// `--record-max-bytes`.
+    fn would_pass_max(&mut self, record: &Record) -> bool {
+        if !self.grown {
+            return false;
+        }
+        self.scratch.clear();
+        record.encode(&mut self.scratch);
+        let size = self.writer.bytes_written()
+            + self.writer.pending_len() as u64
+            + RECORD_OVERHEAD
+            + self.scratch.len() as u64;
+        size > self.options.max_bytes
+    }
+
+    /// Writes the whole world as recorded so far, if anything changed since
+    /// the last snapshot (the one that starts each file is always written).
     pub fn snapshot(&mut self) -> Result<(), RecordError> {
-        let players = self.world.players().cloned().collect();
+        if !self.changed {
+            return Ok(());
+        }
+        let players: Vec<PlayerState> = self.world.players().cloned().collect();
+        if self.would_pass_max(&Record::Snapshot(players.clone())) {
+            // The next file starts with this snapshot.
+            return self.rotate();
+        }
+        self.write_snapshot(players)
+    }
+
+    fn write_snapshot(&mut self, players: Vec<PlayerState>) -> Result<(), RecordError> {
         let clock = self.clock_ms;
         self.writer
             .snapshot(clock, players)
-            .map_err(|e| self.write_error(e))
+            .map_err(|e| self.write_error(e))?;
+        self.changed = false;
+        Ok(())
     }
 
-    /// Writes the current block and syncs the file's data to the disk.
+    /// Writes the current block and syncs the file's data to the disk, if
+    /// anything was written since the last time.
     pub fn flush(&mut self) -> Result<(), RecordError> {
         self.writer
             .finish_block()
             .map_err(|e| self.write_error(e))?;
+        if self.writer.bytes_written() == self.counted {
+            return Ok(());
+        }
         self.writer
             .get_mut()
             .sync_data()
@@ -183,8 +217,9 @@ impl Sink {
         self.path = path;
         self.writer = writer;
         self.counted = 0;
-        self.records_in_file = 0;
-        self.snapshot()
+        self.grown = false;
+        let players = self.world.players().cloned().collect();
+        self.write_snapshot(players)
     }
 
     fn write_error(&self, source: RecordingError) -> RecordError {
@@ -214,4 +249,95 @@ fn open(path: &Path, header: &Header) -> Result<Writer<File>, RecordError> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use shared::legacy::Position;
+    use shared::native::{PlayerInfo, PlayerKind};
+    use shared::recording::Recording;
+
+    use super::*;
+
+    fn scratch(test: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("sink-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn sink(path: &Path, max_bytes: u64) -> Sink {
+        let options = RecordOptions {
+            path: path.to_path_buf(),
+            max_bytes,
+            snapshot_interval: Duration::from_secs(10),
+        };
+        Sink::create(options, RecordMetrics::default()).unwrap()
+    }
+
+    #[test]
+    fn an_idle_world_writes_no_snapshots() {
+        let dir = scratch("idle");
+        let path = dir.join("idle.rec");
+        let mut sink = sink(&path, 1 << 20);
+        let join = Event::Joined(PlayerInfo {
+            id: 1,
+            name: "a".into(),
+            kind: PlayerKind::Native,
+        });
+        sink.push_all(5, &[join]).unwrap();
+        sink.snapshot().unwrap();
+        sink.flush().unwrap();
+        let size = std::fs::metadata(&path).unwrap().len();
+        for _ in 0..5 {
+            sink.snapshot().unwrap();
+            sink.flush().unwrap();
+        }
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), size);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn snapshots_and_records_never_take_a_file_past_the_max() {
+        let dir = scratch("max");
+        let path = dir.join("max.rec");
+        let max_bytes = 4096;
+        let mut sink = sink(&path, max_bytes);
+        let joins: Vec<Event> = (1..=60)
+            .map(|id| {
+                Event::Joined(PlayerInfo {
+                    id,
+                    name: format!("player-{id}"),
+                    kind: PlayerKind::Legacy,
+                })
+            })
+            .collect();
+        sink.push_all(0, &joins).unwrap();
+        for step in 1..=30i16 {
+            let moves: Vec<Event> = (1..=60)
+                .map(|id| Event::Moved(id, Position::new(step, -step)))
+                .collect();
+            sink.push_all(step as u64 * 100, &moves[..(step as usize % 7) * 9])
+                .unwrap();
+            sink.snapshot().unwrap();
+            sink.flush().unwrap();
+        }
+        let files: Vec<PathBuf> = (0..)
+            .map(|i| rotated_path(&path, i))
+            .take_while(|p| p.exists())
+            .collect();
+        assert!(files.len() >= 3, "{files:?}");
+        for file in &files {
+            let size = std::fs::metadata(file).unwrap().len();
+            assert!(size <= max_bytes, "{}: {size} bytes", file.display());
+        }
+        let world = Recording::open(&path)
+            .unwrap()
+            .world_at(u64::MAX / 2)
+            .unwrap();
+        assert_eq!(world.len(), 60);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -305,6 +305,32 @@ mod tests {
     }
 
     #[test]
+    fn other_nodes_players_are_recorded_too() {
+        let world = World::new();
+        let feed = world.record_to(RecordMetrics::default());
+        let remote = crate::world::info(5 << crate::world::NODE_ID_SHIFT | 1);
+        world.apply_remote(&[Event::Joined(remote.clone()), moved(remote.id, 3)]);
+        world.broadcast();
+        let Next::Batch(batch) = feed.next(Duration::ZERO) else {
+            panic!("the broadcast was handed over");
+        };
+        assert_eq!(
+            batch.events,
+            vec![Event::Joined(remote.clone()), moved(remote.id, 3)]
+        );
+        world.remove_node(5);
+        world.broadcast();
+        let Next::Batch(batch) = feed.next(Duration::ZERO) else {
+            panic!("the node's removal was handed over");
+        };
+        assert!(
+            matches!(batch.events[..], [Event::Left { id, .. }] if id == remote.id),
+            "{:?}",
+            batch.events
+        );
+    }
+
+    #[test]
     fn a_recorder_that_stopped_is_let_go_even_while_its_queue_was_full() {
         let world = World::new();
         let feed = world.record_to(RecordMetrics::default());

@@ -87,7 +87,9 @@
   // A replay's clock, from its CLOCK records; null on the live view.
   let replay = null;
   let socketNow = null;
-  let query = ''; // the replay's /ws query: where to start, how fast
+  // The replay's /ws query: where to start, how fast. A link may carry
+  // one in its fragment (#at=MS&speed=S&paused=1) to open at a moment.
+  let query = /^#(at|speed|paused)=[0-9.&=a-z]*$/.test(location.hash) ? '?' + location.hash.slice(1) : '';
   let seeking = false; // the user is dragging the timeline
 
   // ---- the stream -------------------------------------------------------

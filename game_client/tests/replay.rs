@@ -1,7 +1,7 @@
 //! `netgame replay`: a recording written with the format's writer (two
 //! rotated files), played by the real binary (`--at --print`, `--headless`)
-//! and by the ECS (seeking back and forth through the same channel the
-//! network thread feeds).
+//! and by the ECS (seeking back and forth, the players appearing and leaving
+//! through the messages the network drain writes).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

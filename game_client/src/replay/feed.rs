@@ -1,13 +1,19 @@
 //! The replay's clock and the system that turns the records due this frame
-//! into network events.
+//! into the messages the network drain writes ([`RosterEvent`],
+//! [`PositionsReceived`]), in the drain's place.
+//!
+//! The messages are written directly rather than through the network
+//! thread's channel: sent and drained by the same thread in one frame, a
+//! bounded channel (and the big roster of a recording's first frame) could
+//! otherwise fill it and stall the frame that was to drain it.
 
 use bevy::prelude::*;
-use crossbeam_channel::Sender;
-use shared::native::{PlayerPosition, ServerMessage};
+use shared::native::PlayerPosition;
 use shared::recording::{Playback, Record, Recording};
 
-use crate::net::thread::NetEvent;
-use crate::net::{ConnectionInfo, ConnectionState, NetSystems, channel_pair, drain_network_events};
+use crate::net::{
+    ConnectionInfo, ConnectionState, NetSystems, PositionsReceived, RosterEvent, channel_pair,
+};
 
 /// Slowest and fastest playback speeds.
 pub const MIN_SPEED: f64 = 0.25;
@@ -46,20 +52,20 @@ impl ReplayClock {
     }
 }
 
-/// The recording being played and the channel it plays into.
+/// The recording being played.
 #[derive(Resource)]
 struct ReplaySource {
     playback: Playback,
-    events: Sender<NetEvent>,
     started: bool,
 }
 
-/// The replay's systems run before the network drain of the same frame.
+/// The replay's systems run with the network drain, before the sets that
+/// apply what it received.
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ReplaySystems;
 
-/// Plays `recording` into the network channel (and stands in for the
-/// network thread: add it instead of `NetworkThreadPlugin`).
+/// Plays `recording` as the network would (add it instead of
+/// `NetworkThreadPlugin`).
 pub struct ReplayFeedPlugin {
     pub recording: Recording,
     pub label: String,
@@ -68,8 +74,9 @@ pub struct ReplayFeedPlugin {
 
 impl Plugin for ReplayFeedPlugin {
     fn build(&self, app: &mut App) {
-        // The commands end is dropped: nothing is sent anywhere.
-        let (events, commands, sender, _) = channel_pair();
+        // Channels nothing is sent on, for the systems that expect them:
+        // the drain finds no event, commands go nowhere.
+        let (events, commands, _, _) = channel_pair();
         let recording = self.recording.clone();
         app.insert_resource(events)
             .insert_resource(commands)
@@ -90,26 +97,22 @@ impl Plugin for ReplayFeedPlugin {
             })
             .insert_resource(ReplaySource {
                 playback: Playback::new(recording),
-                events: sender,
                 started: false,
             })
-            .configure_sets(
-                Update,
-                ReplaySystems
-                    .in_set(NetSystems::Receive)
-                    .before(drain_network_events),
-            )
+            .configure_sets(Update, ReplaySystems.in_set(NetSystems::Receive))
             .add_systems(Update, play_recording.in_set(ReplaySystems));
     }
 }
 
 /// Moves the clock by this frame's real time × speed (or to a seek
-/// target) and sends what happened meanwhile as network events.
+/// target) and writes what happened meanwhile as the network's messages.
 fn play_recording(
     time: Res<Time<Real>>,
     mut clock: ResMut<ReplayClock>,
     mut source: ResMut<ReplaySource>,
     mut next_state: ResMut<NextState<ConnectionState>>,
+    mut roster: MessageWriter<RosterEvent>,
+    mut positions: MessageWriter<PositionsReceived>,
     mut exit: MessageWriter<AppExit>,
 ) {
     let source = &mut *source;
@@ -122,10 +125,7 @@ fn play_recording(
         clock.now_ms = target;
         clock.carry_ms = 0.0;
         source.playback.seek(target).map(|world| {
-            let players = world.players().cloned().collect();
-            let _ = source
-                .events
-                .send(NetEvent::Server(ServerMessage::Snapshot { players }));
+            roster.write(RosterEvent::Snapshot(world.players().cloned().collect()));
         })
     } else if clock.paused || clock.now_ms >= clock.duration_ms {
         Ok(())
@@ -133,7 +133,12 @@ fn play_recording(
         let advance = time.delta_secs_f64() * 1000.0 * clock.speed + clock.carry_ms;
         clock.carry_ms = advance.fract();
         clock.now_ms = (clock.now_ms + advance as u64).min(clock.duration_ms);
-        send_records(&mut source.playback, &source.events, clock.now_ms)
+        play_records(
+            &mut source.playback,
+            clock.now_ms,
+            &mut roster,
+            &mut positions,
+        )
     };
     if let Err(err) = result {
         error!("cannot replay: {err}");
@@ -153,22 +158,22 @@ fn play_recording(
     }
 }
 
-/// Plays up to `to_ms`, sending events in the order of the records: moves
-/// gather into one position batch until a join, leave or snapshot.
-fn send_records(
+/// Plays up to `to_ms`, writing messages in the order of the records:
+/// moves gather into one position batch until a join, leave or snapshot.
+fn play_records(
     playback: &mut Playback,
-    events: &Sender<NetEvent>,
     to_ms: u64,
+    roster: &mut MessageWriter<RosterEvent>,
+    positions: &mut MessageWriter<PositionsReceived>,
 ) -> Result<(), shared::recording::OpenError> {
     let mut batch = Vec::new();
-    let flush = |batch: &mut Vec<PlayerPosition>| {
+    let mut flush = |batch: &mut Vec<PlayerPosition>| {
         if !batch.is_empty() {
-            let positions = std::mem::take(batch);
-            let _ = events.send(NetEvent::Server(ServerMessage::Positions(positions)));
+            positions.write(PositionsReceived(std::mem::take(batch)));
         }
     };
     playback.advance(to_ms, |record| {
-        let message = match record {
+        let event = match record {
             Record::Move { id, position } => {
                 batch.push(PlayerPosition {
                     id: *id,
@@ -176,15 +181,13 @@ fn send_records(
                 });
                 return;
             }
-            Record::Join(info) => ServerMessage::PlayerJoined(info.clone()),
-            Record::Leave { id } => ServerMessage::PlayerLeft { id: *id },
-            Record::Snapshot(players) => ServerMessage::Snapshot {
-                players: players.clone(),
-            },
+            Record::Join(info) => RosterEvent::Joined(info.clone()),
+            Record::Leave { id } => RosterEvent::Left(*id),
+            Record::Snapshot(players) => RosterEvent::Snapshot(players.clone()),
             Record::Time { .. } => return,
         };
         flush(&mut batch);
-        let _ = events.send(NetEvent::Server(message));
+        roster.write(event);
     })?;
     flush(&mut batch);
     Ok(())

@@ -3,6 +3,9 @@
 //! timeline (`--web HOST:PORT`). The file → world logic is
 //! [`shared::recording`], the same the client's `netgame replay` uses.
 
+#[cfg(feature = "http")]
+pub mod web;
+
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -10,9 +13,6 @@ use shared::recording::Recording;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ReplayArgs;
-
-#[cfg(feature = "http")]
-pub mod web;
 
 /// Opens the recording named by `args`, saying on stderr what damage was
 /// skipped (everything before it plays).

@@ -170,6 +170,9 @@ async fn help_lists_every_flag_with_its_environment_variable() {
         "--web-max-connections",
         "--http-header-timeout-ms",
         "--http-idle-timeout-ms",
+        "--record",
+        "--record-max-bytes",
+        "--record-snapshot-secs",
     ];
     // clap starts each flag's entry with "  -h, --flag" or "      --flag" (at
     // most 6 spaces in), its text and "[env: VAR=]" follow on lines indented
@@ -211,6 +214,32 @@ async fn help_lists_every_flag_with_its_environment_variable() {
     assert!(
         unlisted.is_empty(),
         "flags this test does not check: {unlisted:?}"
+    );
+}
+
+#[tokio::test]
+async fn replay_help_lists_its_flags() {
+    let output = Command::new(server_binary())
+        .args(["replay", "--help"])
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for flag in ["<PATH>", "--at <SECONDS>", "--print", "--web <HOST:PORT>"] {
+        assert!(
+            help.contains(flag),
+            "{flag} missing from replay --help:\n{help}"
+        );
+    }
+    let top = Command::new(server_binary())
+        .arg("--help")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&top.stdout).contains("replay"),
+        "gameserver --help names the replay command"
     );
 }
 

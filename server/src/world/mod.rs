@@ -11,6 +11,7 @@ pub mod grid;
 mod handles;
 pub mod move_rate;
 mod pacing;
+mod recording;
 mod replication;
 pub mod state;
 pub mod sums;
@@ -35,6 +36,8 @@ pub use grid::{CELL_SIZE, Cell, CellMap, MAX_VIEW_CELLS, Region};
 pub use handles::{Membership, Subscription};
 pub use move_rate::{DEFAULT_MAX_MOVES_PER_SECOND, MOVE_BURST, MoveRate};
 pub use pacing::{MAX_BROADCAST_WAIT, Pacer};
+use recording::RecordTap;
+pub use recording::{Next, RECORD_QUEUE_BATCHES, RecordBatch, RecordFeed, RecordMetrics};
 use replication::Replication;
 pub use replication::{NODE_ID_SHIFT, NodeId, node_of};
 pub use state::{Crossing, Event, LOG_COMPACT_MIN, MAX_MOVES_PER_BROADCAST, Player, State};
@@ -47,6 +50,8 @@ struct Inner {
     fanout: Fanout,
     next_viewer: u64,
     replication: Option<Replication>,
+    /// Where broadcasts' events go to be recorded (`--record`).
+    recording: Option<RecordTap>,
     /// When broadcasts may go, by what they cost (see [`pacing`]).
     pacer: Pacer,
     /// When a position held back by the move-rate cap may go out.
@@ -297,6 +302,7 @@ impl World {
         let Inner { state, fanout, .. } = &mut *inner;
         let mut woken = Vec::with_capacity(fanout.len());
         let resynced = fanout.broadcast(&events, state, limit, &mut woken);
+        World::record(&mut inner, started, events);
         let subscribers = inner.fanout.len();
         inner.pacer.wrote(woken.len(), subscribers);
         if inner.ready_for_more() {

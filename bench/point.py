@@ -66,7 +66,7 @@ import urllib.request
 metrics = {}
 try:
     for l in urllib.request.urlopen("http://127.0.0.1:19109/metrics", timeout=3).read().decode().splitlines():
-        if l.startswith("gameserver_broadcasts_total") or l.startswith("gameserver_moves_coalesced_total") or l.startswith("gameserver_subscriber_resyncs_total"):
+        if l.startswith(("gameserver_broadcasts_total", "gameserver_moves_coalesced_total", "gameserver_subscriber_resyncs_total", "gameserver_record_")):
             k, v = l.split()[0], float(l.split()[-1]); metrics[k.replace("gameserver_","")] = v
 except Exception as e:
     metrics["err"] = str(e)

@@ -13,6 +13,8 @@
 //!   indicators, minimap, labels, the link panel — what a window adds.
 //! * [`app`]: the command line, the multi-window demo, the benchmark, the
 //!   embedded server and its wandering bots.
+//! * [`replay`]: `netgame replay`, a recording played into the same
+//!   channel the network thread feeds.
 
 use bevy::app::PluginGroupBuilder;
 use bevy::prelude::*;
@@ -20,6 +22,7 @@ use bevy::prelude::*;
 pub mod app;
 pub mod logic;
 pub mod net;
+pub mod replay;
 pub mod view;
 
 /// The window's size at start, logical pixels (the benchmark's view too).

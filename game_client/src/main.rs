@@ -27,6 +27,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Demo(args)) => demo::run_demo(&args),
         Some(Command::BenchEcs(args)) => bench::run_bench(&args),
+        Some(Command::Replay(args)) => game_client::replay::run_replay(&args),
         None => run_client(&cli.run),
     }
 }

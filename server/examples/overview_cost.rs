@@ -31,15 +31,15 @@ fn main() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(24);
         let members: Vec<_> = (1..=players)
             .map(|id| {
-                let member = world.join(
+                let member = world.join_speaking(
                     PlayerInfo {
                         id,
                         name: format!("p{id}"),
                         kind: PlayerKind::Native,
                     },
                     &NATIVE_FRAMES,
+                    PROTOCOL_VERSION,
                 );
-                member.speaks(PROTOCOL_VERSION);
                 let at = Position::new(
                     rng.random_range(0..WORLD_SIZE),
                     rng.random_range(0..WORLD_SIZE),

@@ -1,9 +1,10 @@
 //! Command-line and environment configuration of the server.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[cfg(feature = "http")]
 use crate::http::HttpLimits;
@@ -15,8 +16,11 @@ use crate::http::HttpLimits;
 /// Every flag can also be set through the environment variable shown in
 /// brackets. A port of 0 means "any free port" (the chosen port is logged).
 #[derive(Debug, Clone, Parser)]
-#[command(name = "gameserver", version = env!("GAMESERVER_VERSION"))]
+#[command(name = "gameserver", version = env!("GAMESERVER_VERSION"), args_conflicts_with_subcommands = true)]
 pub struct Config {
+    #[command(subcommand)]
+    pub command: Option<ServerCommand>,
+
     /// Address every service listens on.
     #[arg(long, env = "GAMESERVER_HOST", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     pub host: IpAddr,
@@ -188,6 +192,52 @@ pub struct Config {
     /// Native clients are not affected.
     #[arg(long, env = "GAMESERVER_POSITIONS_RECORDS", value_enum, default_value_t = PositionsRecords::Ihh)]
     pub positions_records: PositionsRecords,
+
+    /// Record the world's broadcasts (joins, moves, leaves, every node's
+    /// players on a cluster node) to this file, to replay later with
+    /// `netgame replay PATH` or `gameserver replay PATH --web HOST:PORT`.
+    /// Never overwrites: an existing PATH (or PATH.1) is an error at start.
+    /// Flushed and synced every 500 ms, so a crash loses at most that.
+    #[arg(long, env = "GAMESERVER_RECORD", value_name = "PATH")]
+    pub record: Option<PathBuf>,
+
+    /// Largest size of one recording file, in bytes: past it the recording
+    /// goes on in PATH.1, then PATH.2, … (each starts with a snapshot, so
+    /// any of them plays alone; none is deleted).
+    #[arg(long, env = "GAMESERVER_RECORD_MAX_BYTES", default_value_t = crate::record::DEFAULT_MAX_BYTES, value_parser = clap::value_parser!(u64).range(crate::record::MIN_MAX_BYTES..))]
+    pub record_max_bytes: u64,
+
+    /// Seconds between two snapshots of the whole world in the recording:
+    /// a replay seeks from the last snapshot before the moment it wants.
+    #[arg(long, env = "GAMESERVER_RECORD_SNAPSHOT_SECS", default_value_t = crate::record::DEFAULT_SNAPSHOT_SECS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub record_snapshot_secs: u64,
+}
+
+/// What `gameserver` does instead of serving the game.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ServerCommand {
+    /// Play a recording made with --record: print the world at one moment
+    /// (--at SECONDS --print), or serve it to browsers with a timeline
+    /// (--web HOST:PORT). Opens no game port. The rotated files PATH.1,
+    /// PATH.2, … play after PATH as one recording.
+    Replay(ReplayArgs),
+}
+
+/// `gameserver replay`'s flags.
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    /// The recording (the PATH given to --record).
+    pub path: PathBuf,
+    /// A moment of the recording, in seconds from its start.
+    #[arg(long = "at", value_name = "SECONDS", value_parser = shared::recording::parse_seconds)]
+    pub at_ms: Option<u64>,
+    /// Print the world at --at, one line per player (`id name x y`), and exit.
+    #[arg(long, requires = "at_ms", conflicts_with = "web")]
+    pub print: bool,
+    /// Serve the recording's web view on http://HOST:PORT/: the live view's
+    /// page with a timeline (play, pause, speed, seek), read-only.
+    #[arg(long, value_name = "HOST:PORT", required_unless_present = "print")]
+    pub web: Option<SocketAddr>,
 }
 
 /// The `--legacy-welcome` switch.
@@ -233,6 +283,7 @@ impl Default for Config {
     /// The command line's defaults (environment variables are not read).
     fn default() -> Self {
         Config {
+            command: None,
             host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             game_port: 7000,
             test_port: 7001,
@@ -265,6 +316,9 @@ impl Default for Config {
             world: "gameworld".to_owned(),
             legacy_welcome: LegacyWelcome::On,
             positions_records: PositionsRecords::Ihh,
+            record: None,
+            record_max_bytes: crate::record::DEFAULT_MAX_BYTES,
+            record_snapshot_secs: crate::record::DEFAULT_SNAPSHOT_SECS,
         }
     }
 }
@@ -367,6 +421,17 @@ impl Config {
             header_timeout: Duration::from_millis(self.http_header_timeout_ms),
             idle_timeout: Duration::from_millis(self.http_idle_timeout_ms),
         }
+    }
+
+    /// What `--record` asks for, if given.
+    pub fn record_options(&self) -> Option<crate::record::RecordOptions> {
+        self.record
+            .as_ref()
+            .map(|path| crate::record::RecordOptions {
+                path: path.clone(),
+                max_bytes: self.record_max_bytes,
+                snapshot_interval: Duration::from_secs(self.record_snapshot_secs),
+            })
     }
 
     /// Whether any classic compatibility switch departs from the legacy

@@ -23,7 +23,9 @@ pub mod lane;
 mod listener;
 pub mod log_throttle;
 pub mod metrics;
+pub mod record;
 pub mod registry;
+pub mod replay;
 pub mod services;
 mod telemetry;
 #[cfg(feature = "http")]
@@ -80,6 +82,7 @@ pub struct Server {
     web_listener: Option<TcpListener>,
     addrs: ServerAddrs,
     shared: Arc<Shared>,
+    recorder: Option<record::Recorder>,
 }
 
 impl Server {
@@ -139,9 +142,21 @@ impl Server {
             );
             cluster_metrics = Some(counters);
         }
+        // Last, so that a recording file is created only for a server that
+        // starts.
+        let record_metrics = world::RecordMetrics::default();
+        let recorder = config
+            .record_options()
+            .map(|options| record::Recorder::start(options, &world, record_metrics.clone()))
+            .transpose()
+            .map_err(std::io::Error::other)?;
         let shared = Arc::new(Shared {
             registry: Arc::new(registry),
-            metrics: Arc::new(telemetry::metrics(&world, cluster_metrics.as_ref())),
+            metrics: Arc::new(telemetry::metrics(
+                &world,
+                cluster_metrics.as_ref(),
+                recorder.as_ref().map(|_| &record_metrics),
+            )),
             world,
             shutdown: CancellationToken::new(),
             config,
@@ -159,6 +174,7 @@ impl Server {
             web_listener,
             addrs,
             shared,
+            recorder,
         })
     }
 
@@ -183,6 +199,7 @@ impl Server {
             web_listener,
             addrs,
             shared,
+            recorder,
         } = self;
         let tracker = TaskTracker::new();
         let lane = lane::start(
@@ -234,6 +251,11 @@ impl Server {
         shared.shutdown.cancel();
         tracker.close();
         tracker.wait().await;
+        if let Some(recorder) = recorder {
+            // Everything broadcast so far is written and synced.
+            shared.world.stop_recording();
+            let _ = tokio::task::spawn_blocking(move || recorder.finish()).await;
+        }
         info!("shut down");
     }
 }

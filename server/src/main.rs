@@ -1,12 +1,16 @@
 //! `gameserver`: parse the flags, start logging, bind, serve until SIGINT/SIGTERM.
 
 use clap::Parser;
+use server::config::{ReplayArgs, ServerCommand};
 use server::{Config, Server};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
-    let config = Config::parse();
+    let mut config = Config::parse();
+    if let Some(ServerCommand::Replay(args)) = config.command.take() {
+        return replay(&args);
+    }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if config.worker_threads > 0 {
         runtime.worker_threads(config.worker_threads);
@@ -20,12 +24,44 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn serve(mut config: Config) -> std::process::ExitCode {
+/// Logs to stdout, at `info` unless `RUST_LOG` says otherwise.
+fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
+}
+
+/// `gameserver replay`: logs on stderr, so that `--print` owns stdout.
+fn replay(args: &ReplayArgs) -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if args.print {
+        return server::replay::print(args);
+    }
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(async {
+            let shutdown = CancellationToken::new();
+            tokio::spawn(cancel_on_signal(shutdown.clone()));
+            server::replay::serve_web(args, shutdown).await
+        }),
+        Err(err) => {
+            eprintln!("gameserver: cannot start the runtime: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(mut config: Config) -> std::process::ExitCode {
+    init_logging();
     if config.is_classic() {
         tracing::info!(
             legacy_welcome = %config.legacy_welcome,

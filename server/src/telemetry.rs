@@ -5,14 +5,30 @@
 
 use crate::cluster::ClusterMetrics;
 use crate::metrics::Metrics;
-use crate::world::World;
+use crate::world::{RecordMetrics, World};
 
 /// Every counter: the server's own, the world's and the cluster's, each
 /// layer registering its own.
-pub(crate) fn metrics(world: &World, cluster: Option<&ClusterMetrics>) -> Metrics {
+pub(crate) fn metrics(
+    world: &World,
+    cluster: Option<&ClusterMetrics>,
+    record: Option<&RecordMetrics>,
+) -> Metrics {
     let mut metrics = Metrics::default();
     let r = metrics.registry_mut();
     world.register_metrics(r);
+    if let Some(record) = record {
+        r.register(
+            "record_coalesced",
+            "Moves the recorder (--record) left out because it was behind the world; each player's latest was kept",
+            record.coalesced.clone(),
+        );
+        r.register(
+            "record_bytes",
+            "Bytes written to recording files (--record) and synced to the disk",
+            record.bytes.clone(),
+        );
+    }
     if let Some(c) = cluster {
         for (name, help, gauge) in [
             (

@@ -4,11 +4,10 @@ mod common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 /// Starts the binary on loopback with every port 0 and returns it with the
@@ -18,87 +17,12 @@ async fn start_binary() -> (tokio::process::Child, HashMap<String, SocketAddr>) 
     (child, addrs)
 }
 
-/// Every line the binary logged so far, ANSI colours stripped.
-type Log = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
-
 /// As [`start_binary`] with `extra` flags, also keeping every line the
 /// binary logs.
 async fn start_binary_logging(
     extra: &[&str],
 ) -> (tokio::process::Child, HashMap<String, SocketAddr>, Log) {
-    start_binary_under(Command::new(server_binary()), extra).await
-}
-
-/// As [`start_binary_logging`], the binary started by `command`: the binary
-/// itself, or a wrapper (such as `prlimit`) whose last argument it is.
-async fn start_binary_under(
-    mut command: Command,
-    extra: &[&str],
-) -> (tokio::process::Child, HashMap<String, SocketAddr>, Log) {
-    let mut child = command
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--game-port",
-            "0",
-            "--test-port",
-            "0",
-        ])
-        .args(["--math-port", "0", "--positions-port", "0"])
-        .args(extra)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("server binary starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut addrs = HashMap::new();
-    let log = Log::default();
-    while addrs.len() < 4 {
-        let line = tokio::time::timeout(PATIENCE, lines.next_line())
-            .await
-            .expect("start-up log in time")
-            .unwrap()
-            .expect("server still running");
-        let line = strip_ansi(&line);
-        log.lock().unwrap().push(line.clone());
-        if !line.contains("listening") {
-            continue;
-        }
-        let field = |name: &str| {
-            line.split_whitespace()
-                .find_map(|w| w.strip_prefix(&format!("{name}=")))
-                .map(str::to_owned)
-        };
-        if let (Some(service), Some(addr)) = (field("service"), field("addr")) {
-            addrs.insert(service, addr.parse().expect("a socket address"));
-        }
-    }
-    let kept = log.clone();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            kept.lock().unwrap().push(strip_ansi(&line));
-        }
-    });
-    (child, addrs, log)
-}
-
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::new();
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    spawn_server(Command::new(server_binary()), extra).await
 }
 
 /// Names of the threads of process `pid`.
@@ -248,6 +172,9 @@ async fn help_lists_every_flag_with_its_environment_variable() {
         "--web-max-connections",
         "--http-header-timeout-ms",
         "--http-idle-timeout-ms",
+        "--record",
+        "--record-max-bytes",
+        "--record-snapshot-secs",
     ];
     // clap starts each flag's entry with "  -h, --flag" or "      --flag" (at
     // most 6 spaces in), its text and "[env: VAR=]" follow on lines indented
@@ -289,6 +216,32 @@ async fn help_lists_every_flag_with_its_environment_variable() {
     assert!(
         unlisted.is_empty(),
         "flags this test does not check: {unlisted:?}"
+    );
+}
+
+#[tokio::test]
+async fn replay_help_lists_its_flags() {
+    let output = Command::new(server_binary())
+        .args(["replay", "--help"])
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for flag in ["<PATH>", "--at <SECONDS>", "--print", "--web <HOST:PORT>"] {
+        assert!(
+            help.contains(flag),
+            "{flag} missing from replay --help:\n{help}"
+        );
+    }
+    let top = Command::new(server_binary())
+        .arg("--help")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&top.stdout).contains("replay"),
+        "gameserver --help names the replay command"
     );
 }
 
@@ -416,7 +369,7 @@ fn logged_field(log: &Log, message: &str, field: &str) -> Option<String> {
 async fn the_open_file_limit_is_raised_to_the_hard_limit() {
     let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
     let soft = 256.min(hard);
-    let (_child, addrs, log) = start_binary_under(under_nofile_limit(soft, hard), &[]).await;
+    let (_child, addrs, log) = spawn_server(under_nofile_limit(soft, hard), &[]).await;
     assert_eq!(
         logged_field(&log, "open-file limit", "open_files"),
         Some(hard.to_string()),
@@ -435,7 +388,7 @@ async fn max_connections_is_lowered_to_what_the_open_file_limit_holds() {
     // 86 for players, far below the default --max-connections.
     const NOFILE: u64 = 150;
     let room = NOFILE - server::fd_limit::BASE_HEADROOM;
-    let (_child, addrs, log) = start_binary_under(under_nofile_limit(NOFILE, NOFILE), &[]).await;
+    let (_child, addrs, log) = spawn_server(under_nofile_limit(NOFILE, NOFILE), &[]).await;
     let lowered = "--max-connections does not fit the open-file limit";
     assert_eq!(
         logged_field(&log, lowered, "effective_max_connections"),

@@ -14,7 +14,7 @@ use common::*;
 use server::config::{LegacyWelcome, PositionsRecords};
 use shared::legacy::Position;
 use shared::native::{ClientMessage, PlayerKind, ServerMessage};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::process::Command;
 
@@ -297,52 +297,14 @@ fn script(name: &str) -> PathBuf {
 /// every port 0; returns it, the addresses it logged, and whether it logged
 /// that the classic switches are on.
 async fn start_classic_binary() -> (tokio::process::Child, HashMap<String, SocketAddr>, bool) {
-    let mut child = Command::new(server_binary())
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--game-port",
-            "0",
-            "--test-port",
-            "0",
-        ])
-        .args(["--math-port", "0", "--positions-port", "0"])
-        .args(["--positions-records", "hh"])
-        .env("GAMESERVER_LEGACY_WELCOME", "off")
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("server binary starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut addrs = HashMap::new();
-    let mut classic_logged = false;
-    while addrs.len() < 4 {
-        let line = tokio::time::timeout(PATIENCE, lines.next_line())
-            .await
-            .expect("start-up log in time")
-            .unwrap()
-            .expect("server still running");
-        if line.contains("classic compatibility switches on")
+    let mut command = Command::new(server_binary());
+    command.env("GAMESERVER_LEGACY_WELCOME", "off");
+    let (child, addrs, log) = spawn_server(command, &["--positions-records", "hh"]).await;
+    let classic_logged = log.lock().unwrap().iter().any(|line| {
+        line.contains("classic compatibility switches on")
             && line.contains("legacy_welcome=off")
             && line.contains("positions_records=hh")
-        {
-            classic_logged = true;
-        }
-        if !line.contains("listening") {
-            continue;
-        }
-        let field = |name: &str| {
-            line.split_whitespace()
-                .find_map(|w| w.strip_prefix(&format!("{name}=")))
-                .map(str::to_owned)
-        };
-        if let (Some(service), Some(addr)) = (field("service"), field("addr")) {
-            addrs.insert(service, addr.parse().expect("a socket address"));
-        }
-    }
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    });
     (child, addrs, classic_logged)
 }
 

@@ -57,6 +57,9 @@ Start the packaged service now and at every boot; its log: \fBjournalctl \-u gam
 .TP
 \fBgameserver \-\-host 127.0.0.1 \-\-metrics 127.0.0.1:9100\fR
 Serve on loopback only, with Prometheus metrics at \fIhttp://127.0.0.1:9100/metrics\fR.
+.TP
+\fBgameserver \-\-record /var/lib/gameserver/session.rec\fR
+Record every join, move and leave; then \fBgameserver replay /var/lib/gameserver/session.rec \-\-at 60 \-\-print\fR prints where everyone was a minute in.
 .SH SEE ALSO
 \fBsystemd.exec\fR(5), \fBjournalctl\fR(1), \fI/usr/share/doc/gameserver/README.md\fR
 "#;

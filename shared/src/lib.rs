@@ -6,6 +6,7 @@
 //! * [`native`]: our own framed protocol (u32 LE length + bincode 2 payload)
 //!   spoken by the Bevy client.
 //! * [`math`]: the four operations and status codes both protocols share.
+//! * [`recording`]: the file format of `gameserver --record` and its replay.
 //!
 //! Codecs only turn bytes into typed messages and back. They follow the
 //! `tokio_util::codec::Decoder` contract: `Ok(None)` means "need more bytes",
@@ -15,6 +16,7 @@
 pub mod legacy;
 pub mod math;
 pub mod native;
+pub mod recording;
 
 /// A client id: an `i32` > 0, unique for the life of a server process and
 /// shared by every service.

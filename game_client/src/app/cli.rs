@@ -37,6 +37,49 @@ pub enum Command {
     /// RATE Hz, fed through the network channel, no window. Prints per-frame
     /// update time p50/p99/max.
     BenchEcs(BenchArgs),
+    /// Play a recording made with `gameserver --record PATH`: the map,
+    /// minimap, labels and indicators as live, with a timeline (Space
+    /// pause, [ ] speed, ←/→ 10 s, click to jump). The rotated files
+    /// PATH.1, PATH.2, … play after PATH as one recording.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    /// The recording (the PATH given to `gameserver --record`).
+    pub path: PathBuf,
+    /// Start at this moment, in seconds from the recording's start (with
+    /// --print: the moment to print).
+    #[arg(long = "at", value_name = "SECONDS", value_parser = shared::recording::parse_seconds)]
+    pub at_ms: Option<u64>,
+    /// Print the world at --at, one line per player (`id name x y`), and exit.
+    #[arg(long, requires = "at_ms", conflicts_with_all = ["headless", "screenshot"])]
+    pub print: bool,
+    /// No window: play the recording, logging the usual status lines, and
+    /// exit at its end.
+    #[arg(long)]
+    pub headless: bool,
+    /// Playback speed at start (0.25 to 16; [ and ] change it).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_speed)]
+    pub speed: f64,
+    /// Exit after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub exit_after: Option<f64>,
+    /// Save a PNG of the window shortly before exiting (see --exit-after).
+    #[arg(long, value_name = "FILE", conflicts_with = "headless")]
+    pub screenshot: Option<PathBuf>,
+}
+
+fn parse_speed(text: &str) -> Result<f64, String> {
+    use crate::replay::feed::{MAX_SPEED, MIN_SPEED};
+    let speed: f64 = text.trim().parse().map_err(|e| format!("{text:?}: {e}"))?;
+    if (MIN_SPEED..=MAX_SPEED).contains(&speed) {
+        Ok(speed)
+    } else {
+        Err(format!(
+            "{speed} is not between {MIN_SPEED} and {MAX_SPEED}"
+        ))
+    }
 }
 
 #[derive(Debug, Clone, Args)]

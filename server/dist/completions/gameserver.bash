@@ -16,6 +16,18 @@ _gameserver() {
             ",$1")
                 cmd="gameserver"
                 ;;
+            gameserver,help)
+                cmd="gameserver__subcmd__help"
+                ;;
+            gameserver,replay)
+                cmd="gameserver__subcmd__replay"
+                ;;
+            gameserver__subcmd__help,help)
+                cmd="gameserver__subcmd__help__subcmd__help"
+                ;;
+            gameserver__subcmd__help,replay)
+                cmd="gameserver__subcmd__help__subcmd__replay"
+                ;;
             *)
                 ;;
         esac
@@ -23,7 +35,7 @@ _gameserver() {
 
     case "${cmd}" in
         gameserver)
-            opts="-h -V --host --game-port --test-port --math-port --positions-port --probe-interval-ms --probe-timeout-ms --max-connections --max-connections-per-ip --limit-loopback --max-frame-bytes --handshake-timeout-ms --idle-timeout-ms --message-timeout-ms --write-timeout-ms --broadcast-interval-ms --max-moves-per-second --overview-interval-ms --overview-max-players --worker-threads --lane-connections --cluster --node-id --world --metrics --metrics-max-connections --web --web-max-connections --http-header-timeout-ms --http-idle-timeout-ms --legacy-welcome --positions-records --help --version"
+            opts="-h -V --host --game-port --test-port --math-port --positions-port --probe-interval-ms --probe-timeout-ms --max-connections --max-connections-per-ip --limit-loopback --max-frame-bytes --handshake-timeout-ms --idle-timeout-ms --message-timeout-ms --write-timeout-ms --broadcast-interval-ms --max-moves-per-second --overview-interval-ms --overview-max-players --worker-threads --lane-connections --cluster --node-id --world --metrics --metrics-max-connections --web --web-max-connections --http-header-timeout-ms --http-idle-timeout-ms --legacy-welcome --positions-records --record --record-max-bytes --record-snapshot-secs --help --version replay help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -151,6 +163,82 @@ _gameserver() {
                     ;;
                 --positions-records)
                     COMPREPLY=($(compgen -W "ihh hh" -- "${cur}"))
+                    return 0
+                    ;;
+                --record)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --record-max-bytes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --record-snapshot-secs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gameserver__subcmd__help)
+            opts="replay help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gameserver__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gameserver__subcmd__help__subcmd__replay)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        gameserver__subcmd__replay)
+            opts="-h --at --print --web --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --at)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --web)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)

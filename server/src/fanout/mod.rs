@@ -13,6 +13,13 @@
 //! the leave markers it is owed), so it always ends with every latest
 //! position and never misses a leave.
 //!
+//! Snapshots are taken by a broadcast, like batches: a subscriber that owes
+//! one (newcomer, change of view, fell behind) gets it with the next
+//! broadcast, encoded from the world as that broadcast leaves it. A
+//! snapshot taken between broadcasts would already hold moves still waiting
+//! in the log, and the next batch would then take the player back through
+//! older positions.
+//!
 //! Area of interest: a native subscriber may have a view, a [`Region`] of
 //! grid cells. It is then sent only what happens in those cells (see
 //! [`native::CellNews`]): players entering the region as `PlayerJoined`,
@@ -23,10 +30,10 @@
 //! Roster and overview (protocol 3, [`overview`]): a subscriber that speaks
 //! version 3 is also sent every join and leave of the world as
 //! `RosterJoined` / `RosterLeft` (encoded once per broadcast), the whole
-//! `Roster` first and after it fell behind, and, while it has a view, the
-//! overview at a low rate (encoded once per tick). A change of view drops
-//! its queued batches but keeps those roster frames: the roster is never
-//! left with a hole.
+//! `Roster` before its first snapshot and after it fell behind, and, while
+//! it has a view, the overview at a low rate (encoded once per tick). A
+//! change of view drops its queued batches but keeps those roster frames:
+//! the roster is never left with a hole.
 
 pub mod classic;
 pub mod legacy;
@@ -102,14 +109,20 @@ struct Batch {
 /// One delivery waiting in a subscriber's queue.
 #[derive(Debug)]
 enum Queued {
+    /// Everything the subscriber sees, as the broadcast that queued it left
+    /// the world, after the leave markers it was `owed`.
+    Snapshot {
+        encoded: Encoded,
+        owed: Vec<ClientId>,
+    },
     /// The batch every subscriber of a format shares.
     Shared(Arc<Batch>),
     /// A batch cut by cell, for a subscriber with a view: its part is put
     /// together when it is taken, out of the world's lock. `bytes`: the
     /// most that part holds.
     Cells { news: Arc<CellNews>, bytes: usize },
-    /// The `RosterJoined` / `RosterLeft` frames of one broadcast, shared by
-    /// every version-3 subscriber.
+    /// `RosterJoined` / `RosterLeft` frames of one broadcast (shared by every
+    /// version-3 subscriber), or a whole `Roster` owed to one.
     Roster(Encoded),
     /// One overview, shared by every version-3 subscriber with a view.
     Overview(Encoded),
@@ -121,9 +134,6 @@ enum Queued {
 pub struct Taken {
     format: usize,
     view: Option<Region>,
-    /// The whole roster, owed to a version-3 subscriber before its snapshot.
-    roster: Option<Encoded>,
-    snapshot: Option<Encoded>,
     queued: VecDeque<Queued>,
 }
 
@@ -134,8 +144,9 @@ struct Subscriber {
     view: Option<Region>,
     queue: VecDeque<Queued>,
     queued_bytes: usize,
-    /// Set when the subscriber must be sent a snapshot next (newcomer, or
-    /// backlog dropped); holds the leave markers it is owed meanwhile.
+    /// Set when the subscriber must be sent a snapshot with the next
+    /// broadcast (newcomer, change of view, backlog dropped); holds the
+    /// leave markers it is owed meanwhile.
     resync: Option<Vec<ClientId>>,
     wake: Arc<Notify>,
     /// Woken by broadcast number `woken_by` and not drained since.
@@ -144,8 +155,8 @@ struct Subscriber {
     /// Speaks protocol 3: gets the roster frames and, with a view, the
     /// overview.
     roster_feed: bool,
-    /// Must be sent the whole roster next (a newcomer, or a version-3
-    /// subscriber that fell behind).
+    /// Must be sent the whole roster with its next snapshot (a newcomer,
+    /// or a version-3 subscriber that fell behind).
     roster_owed: bool,
 }
 
@@ -162,9 +173,9 @@ pub struct Fanout {
     /// have not drained yet (the broadcaster's backpressure).
     generation: u64,
     undrained: usize,
-    /// The last whole-world snapshot per entry of `formats`, shared by
-    /// every subscriber resynchronised before anything it names changes.
-    snapshots: Vec<Option<SharedSnapshot>>,
+    /// Whether a subscriber owes a snapshot: the next broadcast is due even
+    /// if the log is empty (see [`Fanout::owes_snapshots`]).
+    snapshot_owed: bool,
     /// Subscribers that speak protocol 3: while there is none, no roster
     /// frame is encoded.
     roster_feeds: usize,
@@ -173,50 +184,18 @@ pub struct Fanout {
     roster: Option<(u64, Encoded)>,
 }
 
-/// A whole-world snapshot and the moment it stands for.
-///
-/// It is taken after broadcast `generation`, so every move made since is
-/// still in the log and reaches its subscribers with the next broadcast,
-/// after the snapshot: an older position followed by the newer one. Joins
-/// and leaves are not left to that (a newcomer finds itself in its own
-/// snapshot): they change `roster`, and the snapshot is encoded anew.
+/// The whole-world snapshot of one format in one broadcast, encoded for the
+/// first subscriber that needs it and shared by the others (those owed no
+/// leave markers).
 ///
 /// Without it, a wave of resynchronisations (thousands of clients that
 /// fell behind at once, an overloaded machine) costs a snapshot of the
 /// whole world per client, under the world's lock: quadratic in the
 /// players exactly when there is no time for it.
-#[derive(Debug, Clone)]
-struct SharedSnapshot {
-    generation: u64,
-    roster: u64,
-    encoded: Encoded,
-}
-
-impl SharedSnapshot {
-    /// The snapshot of `format` at broadcast `generation`: the one in
-    /// `cache` if it still stands for this moment, else a new one, kept.
-    fn take(
-        cache: &mut Option<SharedSnapshot>,
-        format: &dyn WireFormat,
-        state: &State,
-        generation: u64,
-    ) -> Encoded {
-        let roster = state.roster_version();
-        match cache {
-            Some(shared) if shared.generation == generation && shared.roster == roster => {
-                shared.encoded.clone()
-            }
-            _ => {
-                let encoded = format.encode_snapshot(state, &[]);
-                *cache = Some(SharedSnapshot {
-                    generation,
-                    roster,
-                    encoded: encoded.clone(),
-                });
-                encoded
-            }
-        }
-    }
+fn shared_snapshot(cache: &mut Option<Encoded>, format: &dyn WireFormat, state: &State) -> Encoded {
+    cache
+        .get_or_insert_with(|| format.encode_snapshot(state, &[]))
+        .clone()
 }
 
 impl Fanout {
@@ -231,7 +210,6 @@ impl Fanout {
             Some(index) => index,
             None => {
                 self.formats.push(format);
-                self.snapshots.push(None);
                 self.members.push(0);
                 self.formats.len() - 1
             }
@@ -253,7 +231,7 @@ impl Fanout {
                 roster_owed: false,
             },
         );
-        wake.notify_one();
+        self.snapshot_owed = true;
         wake
     }
 
@@ -267,8 +245,9 @@ impl Fanout {
     }
 
     /// Makes a native subscriber a version-3 one: from now on it gets the
-    /// roster frames of every broadcast, the whole roster before its next
-    /// delivery, and the overview while it has a view.
+    /// roster frames of every broadcast, the whole roster with its next
+    /// snapshot (call it when subscribing, before the first one), and the
+    /// overview while it has a view.
     pub fn feed_roster(&mut self, key: SubscriberKey) {
         let Some(subscriber) = self.subscribers.get_mut(&key) else {
             return;
@@ -279,13 +258,17 @@ impl Fanout {
         self.roster_feeds += 1;
         subscriber.roster_feed = true;
         subscriber.roster_owed = true;
-        subscriber.wake.notify_one();
+        if subscriber.resync.is_none() {
+            // Its first snapshot went already: send the roster with another.
+            subscriber.resync = Some(Vec::new());
+            self.snapshot_owed = true;
+        }
     }
 
     /// Sets the area of interest of a native subscriber (`None`: the whole
     /// world). If its region changed, its queue is dropped (but for roster
-    /// frames) and its next delivery is a snapshot of the new region.
-    /// Returns whether it changed.
+    /// frames) and its next delivery is a snapshot of the new region, with
+    /// the next broadcast. Returns whether it changed.
     pub fn set_view(&mut self, key: SubscriberKey, view: Option<Region>) -> bool {
         let Some(subscriber) = self.subscribers.get_mut(&key) else {
             return false;
@@ -297,14 +280,16 @@ impl Fanout {
             self.viewers + usize::from(view.is_some()) - usize::from(subscriber.view.is_some());
         subscriber.view = view;
         let owed = subscriber.drop_all_but_roster();
-        if let Some(earlier) = subscriber.resync.take() {
-            // Still owed a snapshot: the leave markers it was owed stand.
-            subscriber.resync = Some(earlier.into_iter().chain(owed).collect());
-        } else {
-            subscriber.resync = Some(owed);
-        }
-        subscriber.wake.notify_one();
+        let earlier = subscriber.resync.take().unwrap_or_default();
+        subscriber.resync = Some(earlier.into_iter().chain(owed).collect());
+        self.snapshot_owed = true;
         true
+    }
+
+    /// Whether a subscriber waits for a snapshot: the next broadcast must
+    /// go even without news.
+    pub fn owes_snapshots(&self) -> bool {
+        self.snapshot_owed
     }
 
     /// Subscribers that have a view.
@@ -315,8 +300,9 @@ impl Fanout {
     /// Encodes `events` once per format in use and queues the result for
     /// every subscriber; subscribers with a view get the cells of their
     /// region, cut once per broadcast from `state` (whose log `events` just
-    /// were). Returns how many subscribers had to be resynchronised because
-    /// their queue passed `limit` bytes. The subscribers that have something
+    /// were). A subscriber that owes a snapshot gets one of `state` instead,
+    /// which holds these events. Returns how many subscribers had to be
+    /// resynchronised because their queue passed `limit` bytes. The subscribers that have something
     /// new are added to `woken`, for the caller to wake once it has let go
     /// of the world: thousands of wake-ups need not hold the lock.
     pub fn broadcast(
@@ -328,8 +314,8 @@ impl Fanout {
     ) -> usize {
         self.generation += 1;
         self.undrained = 0;
-        // Past its moment: let its memory go now, not at the next resync.
-        self.snapshots.fill(None);
+        self.snapshot_owed = false;
+        let mut snapshots: Vec<Option<Encoded>> = vec![None; self.formats.len()];
         let news = (self.viewers > 0).then(|| CellNews::build(events, state));
         let batch = Arc::new(Batch {
             encoded: self
@@ -376,6 +362,23 @@ impl Fanout {
             };
             resynced += usize::from(resync);
             let woke = woke || roster_woke;
+            if let Some(owed) = subscriber.resync.take() {
+                if std::mem::take(&mut subscriber.roster_owed) {
+                    let whole = whole_roster(&mut self.roster, state);
+                    subscriber.queue.push_back(Queued::Roster(whole));
+                }
+                let format = self.formats[subscriber.format];
+                let encoded = match &subscriber.view {
+                    Some(region) => native::encode_region_snapshot(state, region),
+                    None if owed.is_empty() => {
+                        shared_snapshot(&mut snapshots[subscriber.format], format, state)
+                    }
+                    None => format.encode_snapshot(state, &owed),
+                };
+                subscriber
+                    .queue
+                    .push_back(Queued::Snapshot { encoded, owed });
+            }
             if woke {
                 woken.push(Arc::clone(&subscriber.wake));
             }
@@ -405,6 +408,7 @@ impl Fanout {
             }
             let (woke, resync) = subscriber.push(Queued::Overview(encoded.clone()), limit);
             resynced += usize::from(resync);
+            self.snapshot_owed |= resync;
             if woke {
                 woken.push(Arc::clone(&subscriber.wake));
             }
@@ -418,40 +422,14 @@ impl Fanout {
         self.roster_feeds > 0 && self.subscribers.values().any(Subscriber::gets_overview)
     }
 
-    /// Takes everything queued for `key`: the roster and a snapshot if it is
-    /// owed them, then the batches in order. Only the roster and the
-    /// snapshot are encoded here (they need `state`); the rest is put
-    /// together by [`Taken::encode`], which needs neither `state` nor the
-    /// fanout.
-    pub fn take(&mut self, key: SubscriberKey, state: &State) -> Option<Taken> {
+    /// Takes everything queued for `key`, in order. It is put together by
+    /// [`Taken::encode`], which needs neither the world nor the fanout.
+    pub fn take(&mut self, key: SubscriberKey) -> Option<Taken> {
         let subscriber = self.subscribers.get_mut(&key)?;
-        let roster = std::mem::take(&mut subscriber.roster_owed).then(|| {
-            let version = state.roster_version();
-            match &self.roster {
-                Some((at, encoded)) if *at == version => encoded.clone(),
-                _ => {
-                    let encoded = overview::encode_roster(state);
-                    self.roster = Some((version, encoded.clone()));
-                    encoded
-                }
-            }
-        });
-        let snapshot = subscriber.resync.take().map(|owed| match &subscriber.view {
-            Some(region) => native::encode_region_snapshot(state, region),
-            None if owed.is_empty() => SharedSnapshot::take(
-                &mut self.snapshots[subscriber.format],
-                self.formats[subscriber.format],
-                state,
-                self.generation,
-            ),
-            None => self.formats[subscriber.format].encode_snapshot(state, &owed),
-        });
         subscriber.queued_bytes = 0;
         let taken = Taken {
             format: subscriber.format,
             view: subscriber.view,
-            roster,
-            snapshot,
             queued: std::mem::take(&mut subscriber.queue),
         };
         if subscriber.pending {
@@ -465,8 +443,8 @@ impl Fanout {
 
     /// [`Fanout::take`] and [`Taken::encode`] at once.
     #[cfg(test)]
-    fn drain(&mut self, key: SubscriberKey, state: &State) -> Outgoing {
-        self.take(key, state).map(Taken::encode).unwrap_or_default()
+    fn drain(&mut self, key: SubscriberKey) -> Outgoing {
+        self.take(key).map(Taken::encode).unwrap_or_default()
     }
 
     fn note_drained(&mut self, gone: &Subscriber) {
@@ -496,19 +474,16 @@ impl Fanout {
 }
 
 impl Taken {
-    /// The bytes to send, in order: the snapshot, then every batch (a
-    /// view's part of a cut batch is put together here).
+    /// The bytes to send, in order (a view's part of a cut batch is put
+    /// together here).
     pub fn encode(self) -> Outgoing {
         let mut out = Outgoing::default();
-        let parts =
-            self.roster
-                .into_iter()
-                .chain(self.snapshot)
-                .chain(self.queued.into_iter().filter_map(|queued| match queued {
-                    Queued::Shared(batch) => batch.encoded[self.format].clone(),
-                    Queued::Cells { news, .. } => self.view.map(|region| news.for_region(&region)),
-                    Queued::Roster(encoded) | Queued::Overview(encoded) => Some(encoded),
-                }));
+        let parts = self.queued.into_iter().filter_map(|queued| match queued {
+            Queued::Snapshot { encoded, .. } => Some(encoded),
+            Queued::Shared(batch) => batch.encoded[self.format].clone(),
+            Queued::Cells { news, .. } => self.view.map(|region| news.for_region(&region)),
+            Queued::Roster(encoded) | Queued::Overview(encoded) => Some(encoded),
+        });
         for part in parts {
             if !part.bytes.is_empty() {
                 out.chunks.push(part.bytes);
@@ -524,6 +499,7 @@ impl Queued {
     /// number `format`.
     fn bytes(&self, format: usize) -> usize {
         match self {
+            Queued::Snapshot { encoded, .. } => encoded.bytes.len(),
             Queued::Shared(batch) => batch.encoded[format].as_ref().map_or(0, |e| e.bytes.len()),
             Queued::Cells { bytes, .. } => *bytes,
             Queued::Roster(encoded) | Queued::Overview(encoded) => encoded.bytes.len(),
@@ -533,27 +509,39 @@ impl Queued {
     /// Leave markers a subscriber whose queue is dropped is still owed.
     fn left_with_position(&self) -> &[ClientId] {
         match self {
+            Queued::Snapshot { owed, .. } => owed,
             Queued::Shared(batch) => &batch.left_with_position,
             // A view's resync is a native snapshot, which replaces the
-            // whole view: nothing is owed. Roster frames and overviews are
-            // native too.
+            // whole view: nothing is owed.
+            // Roster frames and overviews are native too.
             Queued::Cells { .. } | Queued::Roster(_) | Queued::Overview(_) => &[],
         }
     }
 }
 
-impl Subscriber {
-    /// Whether it is sent the overview: it speaks protocol 3 and has a view.
-    fn gets_overview(&self) -> bool {
-        self.roster_feed && self.view.is_some()
+/// The whole `Roster` of `state`: the one in `cache` if the roster has not
+/// changed since it was encoded, else a new one, kept (a wave of
+/// version-3 newcomers or laggards shares one).
+fn whole_roster(cache: &mut Option<(u64, Encoded)>, state: &State) -> Encoded {
+    let version = state.roster_version();
+    match cache {
+        Some((at, encoded)) if *at == version => encoded.clone(),
+        _ => {
+            let encoded = overview::encode_roster(state);
+            *cache = Some((version, encoded.clone()));
+            encoded
+        }
     }
+}
 
+impl Subscriber {
     /// Queues a delivery; returns whether the subscriber is to be woken,
     /// and whether it had to be resynchronised.
     fn push(&mut self, queued: Queued, limit: usize) -> (bool, bool) {
-        // While a snapshot is owed, batches wait for it (it is taken later
-        // and holds them), but roster changes do not: a view's snapshot
-        // says nothing of the roster, unless the whole roster is owed too.
+        // While a snapshot is owed, batches wait for it (it is taken by the
+        // next broadcast and holds them), but roster changes do not: a
+        // view's snapshot says nothing of the roster, unless the whole
+        // roster is owed too.
         let roster_waits = matches!(queued, Queued::Roster(_)) && !self.roster_owed;
         if let Some(owed) = &mut self.resync
             && !roster_waits
@@ -578,6 +566,11 @@ impl Subscriber {
             resynced = true;
         }
         (true, resynced)
+    }
+
+    /// Whether it is sent the overview: it speaks protocol 3 and has a view.
+    fn gets_overview(&self) -> bool {
+        self.roster_feed && self.view.is_some()
     }
 
     /// Empties the queue but for its roster frames (a change of view);
@@ -650,7 +643,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn resyncs_before_the_next_broadcast_share_one_snapshot() {
+    fn resyncs_in_one_broadcast_share_one_snapshot() {
         let mut fanout = Fanout::default();
         let mut state = State::default();
         for id in 1..=3 {
@@ -658,54 +651,56 @@ pub(crate) mod tests {
             state.set_positions(id, &[Position::new(id as i16, 0)]);
             fanout.subscribe(SubscriberKey::Player(id), &LEGACY_RECORDS);
         }
+        assert!(fanout.owes_snapshots());
         fanout.broadcast(&state.take_log(), &state, 1 << 20, &mut Vec::new());
+        assert!(!fanout.owes_snapshots());
         let outs: Vec<Outgoing> = [1, 2, 3]
-            .map(|id| fanout.drain(SubscriberKey::Player(id), &state))
+            .map(|id| fanout.drain(SubscriberKey::Player(id)))
             .into();
         assert!(one_buffer(&outs), "one snapshot buffer for the three");
-        let first = outs[0].chunks[0].as_ptr();
+        assert_eq!(outs[0].chunks.len(), 1, "the snapshot holds the batch");
         assert_eq!(sorted(&outs[0]), [(1, 1, 0), (2, 2, 0), (3, 3, 0)]);
-
-        // A move made after the shared snapshot: a subscriber resynchronised
-        // now gets the older position, then the move with the next broadcast.
-        state.set_positions(2, &[Position::new(20, 0)]);
-        fanout.subscribe(SubscriberKey::Viewer(1), &LEGACY_RECORDS);
-        let late = fanout.drain(SubscriberKey::Viewer(1), &state);
-        assert_eq!(late.chunks[0].as_ptr(), first);
-        fanout.broadcast(&state.take_log(), &state, 1 << 20, &mut Vec::new());
-        let next = fanout.drain(SubscriberKey::Viewer(1), &state);
-        assert_eq!(sorted(&next), [(2, 20, 0)]);
-
-        // After that broadcast a resync is encoded anew, with the move in it.
-        fanout.subscribe(SubscriberKey::Viewer(2), &LEGACY_RECORDS);
-        let fresh = fanout.drain(SubscriberKey::Viewer(2), &state);
-        assert_ne!(fresh.chunks[0].as_ptr(), first);
-        assert_eq!(sorted(&fresh), [(1, 1, 0), (2, 20, 0), (3, 3, 0)]);
     }
 
     #[test]
-    fn a_join_or_a_leave_makes_the_next_snapshot_anew() {
+    fn a_snapshot_is_the_world_as_its_broadcast_leaves_it() {
         let mut fanout = Fanout::default();
         let mut state = State::default();
-        state.join(crate::world::info(1));
-        state.set_positions(1, &[Position::new(1, 1)]);
+        for id in 1..=2 {
+            state.join(crate::world::info(id));
+            state.set_positions(id, &[Position::new(id as i16, 0)]);
+            fanout.subscribe(SubscriberKey::Player(id), &LEGACY_RECORDS);
+        }
+        fanout.broadcast(&state.take_log(), &state, 1 << 20, &mut Vec::new());
+        fanout.drain(SubscriberKey::Player(1));
+
+        // Moves wait in the log while a viewer arrives: it gets nothing
+        // until they are broadcast, then one snapshot that holds them, and
+        // never those moves again (older positions after the newest).
+        state.set_positions(2, &[Position::new(20, 0), Position::new(21, 0)]);
         fanout.subscribe(SubscriberKey::Viewer(1), &LEGACY_RECORDS);
-        assert_eq!(
-            sorted(&fanout.drain(SubscriberKey::Viewer(1), &state)),
-            [(1, 1, 1)]
-        );
+        assert!(fanout.drain(SubscriberKey::Viewer(1)).chunks.is_empty());
+        fanout.broadcast(&state.take_log(), &state, 1 << 20, &mut Vec::new());
+        let viewer = records(&fanout.drain(SubscriberKey::Viewer(1)));
+        let mut snapshot: Vec<_> = viewer.iter().map(|r| (r.id, r.x, r.y)).collect();
+        snapshot.sort_unstable();
+        assert_eq!(snapshot, [(1, 1, 0), (2, 21, 0)]);
+        // Those already in step get the moves themselves.
+        let player = records(&fanout.drain(SubscriberKey::Player(1)));
+        let moves: Vec<_> = player.iter().map(|r| (r.id, r.x)).collect();
+        assert_eq!(moves, [(2, 20), (2, 21)]);
 
-        state.join(crate::world::info(2));
-        state.set_positions(2, &[Position::new(2, 2)]);
-        fanout.subscribe(SubscriberKey::Viewer(2), &LEGACY_RECORDS);
-        let with_newcomer = sorted(&fanout.drain(SubscriberKey::Viewer(2), &state));
-        assert_eq!(with_newcomer, [(1, 1, 1), (2, 2, 2)]);
-
+        // A leave in the same broadcast: the marker (it may have known the
+        // player), then a snapshot without the player.
         state.leave(1);
-        fanout.subscribe(SubscriberKey::Viewer(3), &LEGACY_RECORDS);
+        fanout.subscribe(SubscriberKey::Viewer(2), &LEGACY_RECORDS);
+        fanout.broadcast(&state.take_log(), &state, 1 << 20, &mut Vec::new());
         assert_eq!(
-            sorted(&fanout.drain(SubscriberKey::Viewer(3), &state)),
-            [(2, 2, 2)]
+            records(&fanout.drain(SubscriberKey::Viewer(2))),
+            [
+                PositionRecord::leave(1),
+                PositionRecord::moved(2, Position::new(21, 0))
+            ]
         );
     }
 
@@ -717,10 +712,11 @@ pub(crate) mod tests {
             fanout.subscribe(SubscriberKey::Player(id), &LEGACY_RECORDS);
         }
         fanout.subscribe(SubscriberKey::Viewer(1), &NATIVE_FRAMES);
+        fanout.broadcast(&[], &state, 1 << 20, &mut Vec::new()); // the snapshots
         for key in [1, 2, 3].map(SubscriberKey::Player) {
-            fanout.drain(key, &state); // the snapshots
+            fanout.drain(key);
         }
-        fanout.drain(SubscriberKey::Viewer(1), &state);
+        fanout.drain(SubscriberKey::Viewer(1));
         fanout.broadcast(
             &[joined(4), Event::Moved(4, Position::new(1, 2))],
             &state,
@@ -728,14 +724,14 @@ pub(crate) mod tests {
             &mut Vec::new(),
         );
         let legacy: Vec<Outgoing> = [1, 2, 3]
-            .map(|id| fanout.drain(SubscriberKey::Player(id), &state))
+            .map(|id| fanout.drain(SubscriberKey::Player(id)))
             .into();
         assert!(
             one_buffer(&legacy),
             "one buffer for every legacy subscriber"
         );
         assert_eq!(legacy[0].messages, 1, "the join is not a legacy record");
-        let native = fanout.drain(SubscriberKey::Viewer(1), &state);
+        let native = fanout.drain(SubscriberKey::Viewer(1));
         assert_eq!(native.messages, 2, "PlayerJoined, then Positions");
     }
 
@@ -746,17 +742,17 @@ pub(crate) mod tests {
         let (a, b) = (SubscriberKey::Player(1), SubscriberKey::Player(2));
         fanout.subscribe(a, &LEGACY_RECORDS);
         fanout.subscribe(b, &LEGACY_RECORDS);
-        fanout.drain(a, &state);
-        fanout.drain(b, &state);
+        fanout.drain(a);
+        fanout.drain(b);
         let moved = [Event::Moved(1, Position::new(1, 1))];
         fanout.broadcast(&moved, &state, 1 << 20, &mut Vec::new());
         assert_eq!(fanout.undrained(), 2);
-        fanout.drain(a, &state);
+        fanout.drain(a);
         assert_eq!(fanout.undrained(), 1);
         // `b` is stuck: the next broadcast does not wait for it again.
         fanout.broadcast(&moved, &state, 1 << 20, &mut Vec::new());
         assert_eq!(fanout.undrained(), 1, "only `a` is waited for");
-        fanout.drain(a, &state);
+        fanout.drain(a);
         assert_eq!(fanout.undrained(), 0);
         // A subscriber that leaves is not waited for either.
         fanout.broadcast(&moved, &state, 1 << 20, &mut Vec::new());
@@ -805,7 +801,7 @@ pub(crate) mod tests {
         let events = state.take_log();
         fanout.broadcast(&events, &state, 1 << 20, &mut Vec::new());
         let mut got: Vec<Vec<ServerMessage>> = (1..=3)
-            .map(|id| decode(&fanout.drain(SubscriberKey::Player(id), &state)))
+            .map(|id| decode(&fanout.drain(SubscriberKey::Player(id))))
             .collect();
         // The first delivery is the region's snapshot (taken after the
         // broadcast, so it already has the new positions).
@@ -825,7 +821,7 @@ pub(crate) mod tests {
         let events = state.take_log();
         fanout.broadcast(&events, &state, 1 << 20, &mut Vec::new());
         let outs: Vec<Outgoing> = (1..=3)
-            .map(|id| fanout.drain(SubscriberKey::Player(id), &state))
+            .map(|id| fanout.drain(SubscriberKey::Player(id)))
             .collect();
         assert_eq!(
             outs[0].chunks, outs[1].chunks,
@@ -855,7 +851,8 @@ pub(crate) mod tests {
         // Back to the whole world: a full snapshot, then everything.
         assert!(fanout.set_view(SubscriberKey::Player(3), None));
         assert_eq!(fanout.viewers(), 2);
-        let full = decode(&fanout.drain(SubscriberKey::Player(3), &state));
+        fanout.broadcast(&[], &state, 1 << 20, &mut Vec::new());
+        let full = decode(&fanout.drain(SubscriberKey::Player(3)));
         assert!(matches!(&full[..], [ServerMessage::Snapshot { players }] if players.len() == 3));
     }
 
@@ -876,8 +873,9 @@ pub(crate) mod tests {
         let far = Region::around(Position::new(3000, 3000), 100);
         fanout.set_view(SubscriberKey::Player(1), near);
         fanout.set_view(SubscriberKey::Player(2), far);
+        fanout.broadcast(&[], &state, 1 << 20, &mut Vec::new()); // the snapshots
         for id in 1..=3 {
-            fanout.drain(SubscriberKey::Player(id), &state);
+            fanout.drain(SubscriberKey::Player(id));
         }
         state.set_positions(1, &[Position::new(10, 10)]);
         let events = state.take_log();
@@ -906,12 +904,12 @@ pub(crate) mod tests {
         fanout.set_view(v3, near);
         fanout.set_view(v2, near);
         fanout.broadcast(&state.take_log(), &state, 1 << 20, &mut Vec::new());
-        let first = decode(&fanout.drain(v3, &state));
+        let first = decode(&fanout.drain(v3));
         assert!(
             matches!(&first[..], [ServerMessage::Roster(all), ServerMessage::Snapshot { .. }] if all.len() == 2),
             "the roster, then the view: {first:?}"
         );
-        fanout.drain(v2, &state);
+        fanout.drain(v2);
 
         // A far player joins and leaves: news for the roster only.
         state.join(crate::world::info(3));
@@ -921,7 +919,7 @@ pub(crate) mod tests {
         assert!(fanout.set_view(v3, Region::around(Position::new(200, 0), 100)));
         state.leave(3);
         fanout.broadcast(&state.take_log(), &state, 1 << 20, &mut Vec::new());
-        let got = decode(&fanout.drain(v3, &state));
+        let got = decode(&fanout.drain(v3));
         let roster: Vec<&ServerMessage> = got
             .iter()
             .filter(|m| {
@@ -936,11 +934,11 @@ pub(crate) mod tests {
             "{got:?}"
         );
         assert!(
-            matches!(got[0], ServerMessage::Snapshot { .. }),
-            "the new view's snapshot"
+            matches!(got.last(), Some(ServerMessage::Snapshot { .. })),
+            "the new view's snapshot, after the roster frames it kept: {got:?}"
         );
         assert!(
-            decode(&fanout.drain(v2, &state)).is_empty(),
+            decode(&fanout.drain(v2)).is_empty(),
             "a version-2 view hears nothing of a far player"
         );
 
@@ -950,7 +948,7 @@ pub(crate) mod tests {
         let mut woken = Vec::new();
         fanout.push_overview(&encoded, 1 << 20, &mut woken);
         assert_eq!(woken.len(), 1);
-        let out = fanout.drain(v3, &state);
+        let out = fanout.drain(v3);
         assert_eq!(
             out.chunks[0].as_ptr(),
             encoded.bytes.as_ptr(),
@@ -973,21 +971,32 @@ pub(crate) mod tests {
         state.join(crate::world::info(1));
         fanout.subscribe(slow, &NATIVE_FRAMES);
         fanout.feed_roster(slow);
-        fanout.drain(slow, &state);
+        fanout.drain(slow);
         for id in 2..200 {
             state.join(crate::world::info(id));
             fanout.broadcast(&state.take_log(), &state, 256, &mut Vec::new());
         }
-        let got = decode(&fanout.drain(slow, &state));
-        let first_roster = got
+        let got = decode(&fanout.drain(slow));
+        let last_roster = got
             .iter()
-            .position(|m| matches!(m, ServerMessage::Roster(_)))
+            .rposition(|m| matches!(m, ServerMessage::Roster(_)))
             .expect("a whole roster after falling behind");
-        assert!(matches!(&got[first_roster], ServerMessage::Roster(all) if all.len() == 199));
         assert!(matches!(
-            got[first_roster + 1],
+            got[last_roster + 1],
             ServerMessage::Snapshot { .. }
         ));
+        // The roster and the joins after it name everyone.
+        let mut everyone: Vec<ClientId> = got[last_roster..]
+            .iter()
+            .flat_map(|m| match m {
+                ServerMessage::Roster(all) => all.iter().map(|p| p.id).collect(),
+                ServerMessage::RosterJoined(info) => vec![info.id],
+                _ => Vec::new(),
+            })
+            .collect();
+        everyone.sort_unstable();
+        everyone.dedup();
+        assert_eq!(everyone, (1..200).collect::<Vec<_>>());
     }
 
     #[test]
@@ -996,7 +1005,7 @@ pub(crate) mod tests {
         let mut state = State::default();
         let slow = SubscriberKey::Player(1);
         fanout.subscribe(slow, &LEGACY_RECORDS);
-        fanout.drain(slow, &state);
+        fanout.drain(slow);
         state.join(PlayerInfo {
             id: 2,
             name: "p2".into(),
@@ -1013,7 +1022,7 @@ pub(crate) mod tests {
         }
         assert!(resynced > 0);
         assert!(fanout.queued_bytes(slow).unwrap() <= 64);
-        let out = fanout.drain(slow, &state);
+        let out = fanout.drain(slow);
         // 100 leave markers owed (through the resync or still queued), and
         // the snapshot's one record of player 2.
         assert_eq!(out.messages, 101);

@@ -86,15 +86,15 @@ async fn session(connection: &mut NativeConnection, id: ClientId, shared: &Share
     // Joined before the welcome goes out, so a client that has its id is
     // already in the world: every change after that reaches it. The snapshot
     // is queued now and written after the welcome.
-    let member = shared.world.join(
+    let member = shared.world.join_speaking(
         PlayerInfo {
             id,
             name,
             kind: PlayerKind::Native,
         },
         &NATIVE_FRAMES,
+        protocol_version,
     );
-    member.speaks(protocol_version);
     if let Err(reason) = connection.writer.send(&frame(&welcome), 1).await {
         return reason;
     }

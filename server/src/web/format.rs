@@ -7,7 +7,11 @@
 //! JOIN   +-- tag: u8 = 2 --+-- id: i32 LE --+-- kind: u8 --+-- len: u8 --+-- name: len bytes UTF-8 --+
 //! MOVE   +-- tag: u8 = 3 --+-- id: i32 LE --+-- x: i16 LE --+-- y: i16 LE --+
 //! LEAVE  +-- tag: u8 = 4 --+-- id: i32 LE --+
+//! CLOCK  +-- tag: u8 = 5 --+-- now_ms: u64 LE --+-- duration_ms: u64 LE --+-- start_unix_ms: u64 LE --+-- speed_milli: u32 LE --+-- paused: u8 --+
 //! ```
+//!
+//! CLOCK is sent only by `gameserver replay --web`: where the replay is in
+//! its recording; the live view never sends it.
 //!
 //! `kind` is 0 for a native player, 1 for a legacy one. A snapshot is a
 //! RESET (forget every player) followed by a JOIN per player and a MOVE per
@@ -26,6 +30,10 @@ pub const TAG_RESET: u8 = 1;
 pub const TAG_JOIN: u8 = 2;
 pub const TAG_MOVE: u8 = 3;
 pub const TAG_LEAVE: u8 = 4;
+pub const TAG_CLOCK: u8 = 5;
+
+/// Bytes of a CLOCK record.
+pub const CLOCK_SIZE: usize = 1 + 8 + 8 + 8 + 4 + 1;
 
 pub const KIND_NATIVE: u8 = 0;
 pub const KIND_LEGACY: u8 = 1;
@@ -113,6 +121,25 @@ pub fn put_move(out: &mut BytesMut, id: ClientId, position: Position) {
 pub fn put_leave(out: &mut BytesMut, id: ClientId) {
     out.put_u8(TAG_LEAVE);
     out.put_i32_le(id);
+}
+
+/// Where a replay is (see the module's diagram).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Clock {
+    pub now_ms: u64,
+    pub duration_ms: u64,
+    pub start_unix_ms: u64,
+    pub speed: f64,
+    pub paused: bool,
+}
+
+pub fn put_clock(out: &mut BytesMut, clock: &Clock) {
+    out.put_u8(TAG_CLOCK);
+    out.put_u64_le(clock.now_ms);
+    out.put_u64_le(clock.duration_ms);
+    out.put_u64_le(clock.start_unix_ms);
+    out.put_u32_le((clock.speed * 1000.0).round() as u32);
+    out.put_u8(u8::from(clock.paused));
 }
 
 fn truncate_at_char_boundary(s: &str, max: usize) -> &str {

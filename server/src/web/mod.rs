@@ -66,22 +66,24 @@ const ASSETS: &[Asset] = &[
 
 /// The web view's routes, for [`crate::http::serve`].
 pub fn router(shared: Arc<Shared>) -> Router {
-    let mut router = Router::new();
+    with_page(Router::new().route("/ws", get(upgrade))).with_state(shared)
+}
+
+/// `router` plus the page's files and a 404 for every other path: what the
+/// live view and `gameserver replay --web` share.
+pub fn with_page<S: Clone + Send + Sync + 'static>(mut router: Router<S>) -> Router<S> {
     for asset in ASSETS {
         router = router.route(
             asset.path,
             get(move || async move { page(asset.content_type, asset.body) }),
         );
     }
-    router
-        .route("/ws", get(upgrade))
-        .fallback(|| async {
-            (
-                StatusCode::NOT_FOUND,
-                page("text/plain; charset=utf-8", "not found\n"),
-            )
-        })
-        .with_state(shared)
+    router.fallback(|| async {
+        (
+            StatusCode::NOT_FOUND,
+            page("text/plain; charset=utf-8", "not found\n"),
+        )
+    })
 }
 
 /// A response with the security headers every answer carries.

@@ -55,7 +55,7 @@ impl World {
                 // Positions held back by the move-rate cap whose time came.
                 let mut inner = self.lock();
                 inner.held_until = inner.state.release_held(Instant::now());
-                if !inner.state.has_news() {
+                if !inner.has_news() {
                     continue;
                 }
             }

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use shared::ClientId;
 use shared::legacy::Position;
-use shared::native::OVERVIEW_PROTOCOL_VERSION;
 use tokio::sync::Notify;
 
 use super::World;
@@ -64,17 +63,10 @@ impl Membership {
     pub fn set_view(&self, center: Position, half_extent: u16) {
         let region = Region::around(center, half_extent);
         let world = &self.subscription.world;
-        world.lock().fanout.set_view(self.subscription.key, region);
-    }
-
-    /// Tells the world which native protocol version this player's client
-    /// announced: from [`OVERVIEW_PROTOCOL_VERSION`] on, it is sent the
-    /// roster frames and, with a view, the overview (older clients would
-    /// not know these messages).
-    pub fn speaks(&self, protocol_version: u32) {
-        if protocol_version >= OVERVIEW_PROTOCOL_VERSION {
-            let world = &self.subscription.world;
-            world.lock().fanout.feed_roster(self.subscription.key);
+        let mut inner = world.lock();
+        if inner.fanout.set_view(self.subscription.key, region) {
+            // The new region's snapshot goes with the next broadcast.
+            world.news_added(inner);
         }
     }
 

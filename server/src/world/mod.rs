@@ -12,6 +12,7 @@ mod handles;
 pub mod move_rate;
 mod overview;
 mod pacing;
+mod recording;
 mod replication;
 pub mod state;
 pub mod sums;
@@ -27,7 +28,7 @@ use std::time::Duration;
 use prometheus_client::metrics::counter::Counter;
 use shared::ClientId;
 use shared::legacy::Position;
-use shared::native::PlayerInfo;
+use shared::native::{OVERVIEW_PROTOCOL_VERSION, PlayerInfo};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -36,6 +37,8 @@ pub use grid::{CELL_SIZE, Cell, CellMap, MAX_VIEW_CELLS, Region};
 pub use handles::{Membership, Subscription};
 pub use move_rate::{DEFAULT_MAX_MOVES_PER_SECOND, MOVE_BURST, MoveRate};
 pub use pacing::{MAX_BROADCAST_WAIT, Pacer};
+use recording::RecordTap;
+pub use recording::{Next, RECORD_QUEUE_BATCHES, RecordBatch, RecordFeed, RecordMetrics};
 use replication::Replication;
 pub use replication::{NODE_ID_SHIFT, NodeId, node_of};
 pub use state::{Crossing, Event, LOG_COMPACT_MIN, MAX_MOVES_PER_BROADCAST, Player, State};
@@ -48,6 +51,8 @@ struct Inner {
     fanout: Fanout,
     next_viewer: u64,
     replication: Option<Replication>,
+    /// Where broadcasts' events go to be recorded (`--record`).
+    recording: Option<RecordTap>,
     /// When broadcasts may go, by what they cost (see [`pacing`]).
     pacer: Pacer,
     /// When a position held back by the move-rate cap may go out.
@@ -61,6 +66,12 @@ struct Inner {
 }
 
 impl Inner {
+    /// Whether a broadcast is due: news in the log, or a subscriber waiting
+    /// for its snapshot (they are taken by broadcasts).
+    fn has_news(&self) -> bool {
+        self.state.has_news() || self.fanout.owes_snapshots()
+    }
+
     /// Whether the subscribers have taken the last broadcast (all but a few
     /// stragglers when there are thousands), so that the next may go.
     fn ready_for_more(&self) -> bool {
@@ -114,11 +125,28 @@ impl World {
     /// delivery is a snapshot of every player. It leaves when the returned
     /// handle is dropped.
     pub fn join(self: &Arc<Self>, info: PlayerInfo, format: &'static dyn WireFormat) -> Membership {
+        self.join_speaking(info, format, 0)
+    }
+
+    /// [`World::join`] for a native client that announced
+    /// `protocol_version`: from [`OVERVIEW_PROTOCOL_VERSION`] on, it is also
+    /// sent the roster (whole with its first snapshot, then every join and
+    /// leave) and, with a view, the overview. Older clients would not know
+    /// these messages.
+    pub fn join_speaking(
+        self: &Arc<Self>,
+        info: PlayerInfo,
+        format: &'static dyn WireFormat,
+        protocol_version: u32,
+    ) -> Membership {
         let id = info.id;
         let key = SubscriberKey::Player(id);
         let mut inner = self.lock();
         inner.state.join(info);
         let wake = inner.fanout.subscribe(key, format);
+        if protocol_version >= OVERVIEW_PROTOCOL_VERSION {
+            inner.fanout.feed_roster(key);
+        }
         self.news_added(inner);
         Membership {
             id,
@@ -137,6 +165,8 @@ impl World {
         inner.next_viewer += 1;
         let key = SubscriberKey::Viewer(inner.next_viewer);
         let wake = inner.fanout.subscribe(key, format);
+        // Its snapshot goes with the next broadcast.
+        self.news_added(inner);
         Subscription {
             world: Arc::clone(self),
             key,
@@ -220,7 +250,7 @@ impl World {
             return;
         }
         inner.pacer.drained(Instant::now());
-        if self.eager.load(Ordering::Relaxed) && inner.state.has_news() && inner.spaced() {
+        if self.eager.load(Ordering::Relaxed) && inner.has_news() && inner.spaced() {
             self.broadcast_locked(inner);
         } else {
             drop(inner);
@@ -252,8 +282,7 @@ impl World {
     fn drain(&self, key: SubscriberKey) -> Outgoing {
         let mut inner = self.lock();
         let was_ready = inner.ready_for_more();
-        let Inner { state, fanout, .. } = &mut *inner;
-        let taken = fanout.take(key, state);
+        let taken = inner.fanout.take(key);
         self.took_some(inner, was_ready);
         // Put together out of the lock: cutting a view's cells is the
         // subscriber's work, not the world's.
@@ -271,7 +300,7 @@ impl World {
     fn broadcast_locked(&self, mut inner: MutexGuard<'_, Inner>) -> usize {
         let started = Instant::now();
         inner.held_until = inner.state.release_held(started);
-        if !inner.state.has_news() {
+        if !inner.has_news() {
             return 0;
         }
         inner.pacer.started(started);
@@ -291,6 +320,7 @@ impl World {
         let Inner { state, fanout, .. } = &mut *inner;
         let mut woken = Vec::with_capacity(fanout.len());
         let resynced = fanout.broadcast(&events, state, limit, &mut woken);
+        World::record(&mut inner, started, events);
         let subscribers = inner.fanout.len();
         inner.pacer.wrote(woken.len(), subscribers);
         if inner.ready_for_more() {

@@ -44,7 +44,12 @@ impl World {
         let limit = fanout::queue_limit(inner.state.player_count());
         let mut woken = Vec::new();
         let resynced = inner.fanout.push_overview(&encoded, limit, &mut woken);
-        drop(inner);
+        if resynced > 0 {
+            // Their snapshots go with the next broadcast.
+            self.news_added(inner);
+        } else {
+            drop(inner);
+        }
         for wake in &woken {
             wake.notify_one();
         }

@@ -12,6 +12,11 @@ fn newcomer_gets_snapshot_then_every_move_in_order() {
     a.set_positions(&[Position::new(1, 1)]);
     world.broadcast();
     let b = world.join(info(2), &LEGACY_RECORDS);
+    assert!(
+        records(&b.take_outgoing()).is_empty(),
+        "snapshots go with broadcasts"
+    );
+    world.broadcast();
     assert_eq!(
         records(&b.take_outgoing()),
         vec![PositionRecord { id: 1, x: 1, y: 1 }]

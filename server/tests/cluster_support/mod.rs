@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::strip_ansi;
 use bytes::BytesMut;
 use shared::legacy::{Position, PositionRecord};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -43,23 +44,6 @@ fn drain(
             }
         }
     });
-}
-
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::new();
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Waits for log lines until `found` has what it wants or `START_BUDGET`
@@ -336,11 +320,7 @@ impl Legacy {
         loop {
             while self.buf.len() >= PositionRecord::SIZE {
                 let bytes = self.buf.split_to(PositionRecord::SIZE);
-                let record = PositionRecord {
-                    id: i32::from_le_bytes(bytes[..4].try_into().unwrap()),
-                    x: i16::from_le_bytes(bytes[4..6].try_into().unwrap()),
-                    y: i16::from_le_bytes(bytes[6..].try_into().unwrap()),
-                };
+                let record = PositionRecord::from_bytes(bytes[..].try_into().expect("one record"));
                 if wanted(&record) {
                     return Some(record);
                 }

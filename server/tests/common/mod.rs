@@ -22,6 +22,94 @@ pub fn server_binary() -> &'static std::path::Path {
     std::path::Path::new(env!("CARGO_BIN_EXE_gameserver"))
 }
 
+/// Every line a spawned server logged so far, ANSI colours stripped.
+pub type Log = Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Starts the server binary through `command` (the binary itself, or a
+/// wrapper such as `prlimit` whose last argument it is) on loopback with
+/// every port 0 and `extra` flags, and waits for its four "listening" lines.
+/// Returns it, the address of each service by name, and every line it logs
+/// (kept as it runs).
+pub async fn spawn_server(
+    mut command: tokio::process::Command,
+    extra: &[&str],
+) -> (
+    tokio::process::Child,
+    std::collections::HashMap<String, std::net::SocketAddr>,
+    Log,
+) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = command
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--game-port",
+            "0",
+            "--test-port",
+            "0",
+        ])
+        .args(["--math-port", "0", "--positions-port", "0"])
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("server binary starts");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut addrs = std::collections::HashMap::new();
+    let log = Log::default();
+    while addrs.len() < 4 {
+        let line = tokio::time::timeout(PATIENCE, lines.next_line())
+            .await
+            .expect("start-up log in time")
+            .unwrap()
+            .expect("server still running");
+        let line = strip_ansi(&line);
+        log.lock().unwrap().push(line.clone());
+        if let Some((service, addr)) = listening(&line) {
+            addrs.insert(service, addr);
+        }
+    }
+    let kept = log.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            kept.lock().unwrap().push(strip_ansi(&line));
+        }
+    });
+    (child, addrs, log)
+}
+
+/// The service and address a server's "listening" log line names.
+pub fn listening(line: &str) -> Option<(String, std::net::SocketAddr)> {
+    if !line.contains("listening") {
+        return None;
+    }
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{name}=")))
+    };
+    Some((field("service")?.to_owned(), field("addr")?.parse().ok()?))
+}
+
+/// `line` without its ANSI colour codes.
+pub fn strip_ansi(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The one rule for a test that needs a tool the machine may lack: with `CI`
 /// set to anything non-empty, a missing tool fails the test; elsewhere the
 /// test is skipped, and says so on the terminal itself (libtest captures
@@ -142,10 +230,7 @@ pub async fn send_position(stream: &mut TcpStream, x: i16, y: i16) {
 
 pub async fn read_record(stream: &mut TcpStream) -> PositionRecord {
     let bytes = read_exact(stream, PositionRecord::SIZE).await;
-    let id = i32::from_le_bytes(bytes[..4].try_into().unwrap());
-    let x = i16::from_le_bytes(bytes[4..6].try_into().unwrap());
-    let y = i16::from_le_bytes(bytes[6..].try_into().unwrap());
-    PositionRecord { id, x, y }
+    PositionRecord::from_bytes(bytes.try_into().expect("one record"))
 }
 
 /// Reads records until one satisfies `wanted`; returns it.

@@ -1,5 +1,7 @@
 // Live world: reads the server's /ws stream (binary records, see PROTOCOL.md
-// "Web view") and draws every player on a canvas map, plus a list.
+// "Web view") and draws every player on a canvas map, plus a list. Served by
+// `gameserver replay --web` it plays a recording: CLOCK records then show a
+// timeline, whose controls reconnect with a new /ws query.
 //
 // Player names are user input: they only ever reach the page through
 // textContent and fillText, never as markup (the server's CSP also forbids
@@ -12,6 +14,8 @@
   const TAG_JOIN = 2;
   const TAG_MOVE = 3;
   const TAG_LEAVE = 4;
+  const TAG_CLOCK = 5; // only from a replay (gameserver replay --web)
+  const CLOCK_SIZE = 30;
   const KIND_LEGACY = 1;
 
   // Looks.
@@ -49,6 +53,10 @@
   const RETRY_MAX_MS = 5000;
   const LIST_FLUSH_MS = 100; // list refresh while animation frames are paused
 
+  // Replay.
+  const SPEEDS = [0.25, 0.5, 1, 2, 4, 8, 16];
+  const SEEK_STEP_MS = 10000;
+
   const canvas = document.getElementById('map');
   const ctx = canvas.getContext('2d');
   const list = document.getElementById('players');
@@ -60,6 +68,11 @@
   const statusLink = document.getElementById('status-link');
   const fitButton = document.getElementById('fit');
   const decoder = new TextDecoder('utf-8');
+  const timeline = document.getElementById('timeline');
+  const tlPlay = document.getElementById('tl-play');
+  const tlSpeed = document.getElementById('tl-speed');
+  const tlSeek = document.getElementById('tl-seek');
+  const tlClock = document.getElementById('tl-clock');
 
   /** id -> { id, name, legacy, x, y, has, dx, dy, li, dirty } */
   const players = new Map();
@@ -71,12 +84,20 @@
   let rateSince = performance.now();
   let rate = 0; // moves per second over the last full second
   let lastFrame = performance.now();
+  // A replay's clock, from its CLOCK records; null on the live view.
+  let replay = null;
+  let socketNow = null;
+  // The replay's /ws query: where to start, how fast. A link may carry
+  // one in its fragment (#at=MS&speed=S&paused=1) to open at a moment.
+  let query = /^#(at|speed|paused)=[0-9.&=a-z]*$/.test(location.hash) ? '?' + location.hash.slice(1) : '';
+  let seeking = false; // the user is dragging the timeline
 
   // ---- the stream -------------------------------------------------------
 
   function connect() {
     const scheme = location.protocol === 'https:' ? 'wss://' : 'ws://';
-    const socket = new WebSocket(scheme + location.host + '/ws');
+    const socket = new WebSocket(scheme + location.host + '/ws' + query);
+    socketNow = socket;
     socket.binaryType = 'arraybuffer';
     socket.onopen = () => {
       connected = true;
@@ -89,6 +110,10 @@
     socket.onclose = () => {
       connected = false;
       renderStatus();
+      if (socket.restart) {
+        connect(); // a seek, a pause or a new speed: at once
+        return;
+      }
       setTimeout(connect, retryMs);
       retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
     };
@@ -118,12 +143,92 @@
       } else if (tag === TAG_LEAVE && at + 5 <= end) {
         leave(data.getInt32(at + 1, true));
         at += 5;
+      } else if (tag === TAG_CLOCK && at + CLOCK_SIZE <= end) {
+        replayClock({
+          now: Number(data.getBigUint64(at + 1, true)),
+          duration: Number(data.getBigUint64(at + 9, true)),
+          start: Number(data.getBigUint64(at + 17, true)),
+          speed: data.getUint32(at + 25, true) / 1000,
+          paused: data.getUint8(at + 29) === 1,
+        });
+        at += CLOCK_SIZE;
       } else {
         break; // unknown or cut record: ignore the rest of this message
       }
     }
     movesCounted += moves;
   }
+
+  // ---- the replay's timeline -------------------------------------------
+
+  /** Shows where the replay is; the first CLOCK turns the page into a replay. */
+  function replayClock(clock) {
+    if (replay === null) {
+      timeline.hidden = false;
+      document.title = 'Replay · game server';
+      document.querySelector('.bar h1').lastChild.textContent = ' Replay';
+    }
+    replay = clock;
+    // Where a reconnect resumes (after a restart of the server, too).
+    query = '?at=' + clock.now + '&speed=' + clock.speed + '&paused=' + (clock.paused ? 1 : 0);
+    tlPlay.textContent = clock.paused || clock.now >= clock.duration ? 'Play' : 'Pause';
+    tlSpeed.textContent = '×' + clock.speed;
+    tlSeek.max = String(clock.duration);
+    if (!seeking) tlSeek.value = String(clock.now);
+    tlClock.textContent = clockText(clock.now) + ' / ' + clockText(clock.duration) +
+      ' · ' + new Date(clock.start + clock.now).toISOString().replace('T', ' ').slice(0, 19) + ' UTC';
+  }
+
+  function clockText(ms) {
+    const s = Math.floor(ms / 1000);
+    const tenths = Math.floor(ms / 100) % 10;
+    const h = Math.floor(s / 3600);
+    const mm = String(Math.floor(s / 60) % 60);
+    const ss = String(s % 60).padStart(2, '0');
+    return (h > 0 ? h + ':' + mm.padStart(2, '0') : mm) + ':' + ss + '.' + tenths;
+  }
+
+  /** Asks the server for the replay from `at` (ms) at `speed`, paused or not. */
+  function restart(at, speed, paused) {
+    if (replay === null) return;
+    const clamped = Math.max(0, Math.min(replay.duration, Math.round(at)));
+    query = '?at=' + clamped + '&speed=' + speed + '&paused=' + (paused ? 1 : 0);
+    if (socketNow) {
+      socketNow.restart = true;
+      socketNow.close();
+    }
+  }
+
+  function changeSpeed(step) {
+    if (replay === null) return;
+    let i = SPEEDS.indexOf(replay.speed);
+    if (i < 0) i = SPEEDS.indexOf(1);
+    const speed = SPEEDS[Math.max(0, Math.min(SPEEDS.length - 1, i + step))];
+    restart(replay.now, speed, replay.paused);
+  }
+
+  function togglePause() {
+    if (replay === null) return;
+    const atEnd = replay.now >= replay.duration;
+    restart(atEnd ? 0 : replay.now, replay.speed, atEnd ? false : !replay.paused);
+  }
+
+  tlPlay.addEventListener('click', togglePause);
+  document.getElementById('tl-slower').addEventListener('click', () => changeSpeed(-1));
+  document.getElementById('tl-faster').addEventListener('click', () => changeSpeed(1));
+  tlSeek.addEventListener('input', () => { seeking = true; });
+  tlSeek.addEventListener('change', () => {
+    seeking = false;
+    if (replay !== null) restart(Number(tlSeek.value), replay.speed, replay.paused);
+  });
+  window.addEventListener('keydown', (e) => {
+    if (replay === null || (e.target instanceof HTMLElement && e.target.closest('#players'))) return;
+    if (e.key === ' ') { e.preventDefault(); togglePause(); }
+    else if (e.key === '[') changeSpeed(-1);
+    else if (e.key === ']') changeSpeed(1);
+    else if (e.key === 'ArrowLeft' && e.target !== tlSeek) restart(replay.now - SEEK_STEP_MS, replay.speed, replay.paused);
+    else if (e.key === 'ArrowRight' && e.target !== tlSeek) restart(replay.now + SEEK_STEP_MS, replay.speed, replay.paused);
+  });
 
   function reset() {
     for (const player of players.values()) player.li.remove();

@@ -29,46 +29,9 @@ fn scratch_dir(test: &str) -> PathBuf {
 }
 
 /// Starts the binary on loopback (every port 0) with `extra` flags; returns
-/// it and the address of each service, read from its log.
+/// it and the address of each service.
 async fn start_server(extra: &[&str]) -> (Child, HashMap<String, SocketAddr>) {
-    let mut child = Command::new(server_binary())
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--game-port",
-            "0",
-            "--test-port",
-            "0",
-        ])
-        .args(["--math-port", "0", "--positions-port", "0"])
-        .args(extra)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("server binary starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut addrs = HashMap::new();
-    while addrs.len() < 4 {
-        let line = tokio::time::timeout(PATIENCE, lines.next_line())
-            .await
-            .expect("start-up log in time")
-            .unwrap()
-            .expect("server still running");
-        let field = |name: &str| {
-            line.split_whitespace()
-                .find_map(|w| w.strip_prefix(&format!("{name}=")))
-                .map(str::to_owned)
-        };
-        if line.contains("listening")
-            && let (Some(service), Some(addr)) = (field("service"), field("addr"))
-        {
-            addrs.insert(service, addr.parse().expect("a socket address"));
-        }
-    }
-    // Keep reading so the server never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let (child, addrs, _log) = spawn_server(Command::new(server_binary()), extra).await;
     (child, addrs)
 }
 

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::strip_ansi;
+use crate::common::{listening, strip_ansi};
 use bytes::BytesMut;
 use shared::legacy::{Position, PositionRecord};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -180,15 +180,8 @@ impl NodeProcess {
         drain(child.stderr.take().unwrap(), log.clone(), tx);
         let mut addrs = HashMap::new();
         scan_log(&lines, &log, "the node's four ports", |line| {
-            if line.contains("listening") {
-                let field = |name: &str| {
-                    line.split_whitespace()
-                        .find_map(|w| w.strip_prefix(&format!("{name}=")))
-                        .map(str::to_owned)
-                };
-                if let (Some(service), Some(addr)) = (field("service"), field("addr")) {
-                    addrs.insert(service, addr.parse().expect("a socket address"));
-                }
+            if let Some((service, addr)) = listening(line) {
+                addrs.insert(service, addr);
             }
             (addrs.len() == 4).then_some(())
         });

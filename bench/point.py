@@ -5,6 +5,7 @@ CPU 0, loadgen on CPU 1, /metrics sampled every second.
 usage: bench/point.py SERVER_BIN LOADGEN_BIN CLIENTS SECONDS [server flags...]
        NATIVE=1 ...   area-of-interest native clients instead (world 4000, view 200)
        TAG=name ...   a label copied into the output
+       LOADGEN_ARGS="--native-protocol-version 2" ...   more loadgen flags
 
 Prints one JSON line: the server's CPU seconds and peak RSS, broadcasts a
 second and the server's share of a core in the middle half of the run, the
@@ -54,7 +55,7 @@ if native:
               "--native-clients", str(clients), "--world-size", "4000", "--view", "200"]
 else:
     lgargs = [lg, "positions", "--addr", f"127.0.0.1:{ports['positions']}", "--clients", str(clients)]
-lgargs += ["--rate", "10", "--seconds", str(secs), "--json"]
+lgargs += ["--rate", "10", "--seconds", str(secs), "--json"] + os.environ.get("LOADGEN_ARGS", "").split()
 t0 = time.time()
 r = subprocess.run(["taskset", "-c", "1"] + lgargs, capture_output=True, text=True)
 c1 = cpu()

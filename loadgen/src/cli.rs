@@ -76,6 +76,13 @@ pub struct PositionsArgs {
     /// Half side of each native client's view (with --world-size).
     #[arg(long, default_value_t = 200)]
     pub view: u16,
+    /// Protocol version the native clients announce in their `Hello`: 2
+    /// measures a server without the roster and overview that version 3
+    /// clients are sent.
+    #[arg(long, default_value_t = shared::native::PROTOCOL_VERSION,
+          value_parser = clap::value_parser!(u32).range(
+              shared::native::MIN_PROTOCOL_VERSION as i64..=shared::native::PROTOCOL_VERSION as i64))]
+    pub native_protocol_version: u32,
     /// Connection attempts in progress at once.
     #[arg(long, default_value_t = 256)]
     pub connect_concurrency: usize,
@@ -176,6 +183,7 @@ impl PositionsArgs {
         config.collapse_p99_ms = self.collapse_p99_ms;
         config.world_size = self.world_size;
         config.view_half_extent = self.view;
+        config.native_protocol_version = self.native_protocol_version;
         config.sample_clients = self.sample_clients;
         config.max_send_late_p99_ms = self.max_send_late_p99_ms;
         config.max_cpu_share = self.max_cpu_share;

@@ -85,6 +85,8 @@ pub struct PositionsConfig {
     pub world_size: Option<u16>,
     /// Half side of each native client's view, in position units.
     pub view_half_extent: u16,
+    /// Protocol version the native clients announce in their `Hello`.
+    pub native_protocol_version: u32,
     /// Area-of-interest mode: how many native clients decode everything and
     /// time their own echoes; the others only walk frames and count records
     /// (see `frames`). Latency and `visible_max` come from these alone.
@@ -113,6 +115,7 @@ impl PositionsConfig {
             collapse_p99_ms: 5000.0,
             world_size: None,
             view_half_extent: 200,
+            native_protocol_version: shared::native::PROTOCOL_VERSION,
             sample_clients: 500,
             max_send_late_p99_ms: 5.0,
             max_cpu_share: 0.9,
@@ -400,6 +403,7 @@ pub async fn run(config: PositionsConfig) -> Result<PositionsReport, RunError> {
                 size,
                 view: config.view_half_extent,
             }),
+            protocol_version: config.native_protocol_version,
         };
         tasks.spawn(client.run());
     }

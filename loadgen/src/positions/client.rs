@@ -14,7 +14,7 @@ use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, socko
 use nix::sys::time::TimeSpec;
 use shared::ClientId;
 use shared::legacy::{Position, PositionRecord};
-use shared::native::{ClientMessage, FrameCodec, PROTOCOL_VERSION, ServerMessage, encode_frame};
+use shared::native::{ClientMessage, FrameCodec, ServerMessage, encode_frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -46,6 +46,8 @@ pub(super) struct Client {
     /// "counter" of the area-of-interest mode) walks frames and counts
     /// records (see [`super::frames`]).
     pub(super) sampled: bool,
+    /// What a native client announces in its `Hello`.
+    pub(super) protocol_version: u32,
 }
 
 /// The area-of-interest world a native client walks in.
@@ -189,7 +191,11 @@ impl Client {
         let connected = match self.kind {
             Kind::Legacy => connect_legacy(&self.addr, &self.limit).await,
             Kind::Native => {
-                connect_native(&self.addr, &self.limit, self.index, first_view.as_ref()).await
+                let hello = Hello {
+                    index: self.index,
+                    protocol_version: self.protocol_version,
+                };
+                connect_native(&self.addr, &self.limit, hello, first_view.as_ref()).await
             }
         };
         let connected = connected.and_then(|(stream, id, buf)| {
@@ -913,22 +919,27 @@ async fn flush(stream: &mut TcpStream, out: &mut BytesMut) -> Result<(), Failure
     result.map_err(|_| Failure::Io)
 }
 
+/// What a native client says in its `Hello`: its name is `lg<index>`.
+struct Hello {
+    index: usize,
+    protocol_version: u32,
+}
+
 /// Native handshake: `Hello` → `Welcome { id }`. Returns the bytes after the
 /// `Welcome` (the `Snapshot` usually) still undecoded.
 async fn connect_native(
     addr: &str,
     limit: &Semaphore,
-    index: usize,
+    greeting: Hello,
     view: Option<&ClientMessage>,
 ) -> Result<(TcpStream, ClientId, BytesMut), ConnectError> {
     let _permit = acquire(limit).await?;
     let mut stream = connect_tcp(addr).await?;
     let mut hello = BytesMut::new();
-    let name = format!("lg{index}");
     encode_frame(
         &ClientMessage::Hello {
-            protocol_version: PROTOCOL_VERSION,
-            name,
+            protocol_version: greeting.protocol_version,
+            name: format!("lg{}", greeting.index),
         },
         &mut hello,
     )
@@ -1109,6 +1120,7 @@ mod tests {
             limit: Arc::new(Semaphore::new(1)),
             world: None,
             sampled: true,
+            protocol_version: shared::native::PROTOCOL_VERSION,
         }
     }
 

@@ -33,9 +33,15 @@
 //! `Roster` before its first snapshot and after it fell behind, and, while
 //! it has a view, the overview at a low rate (encoded once per tick). A
 //! change of view drops its queued batches but keeps those roster frames:
-//! the roster is never left with a hole.
+//! the roster is never left with a hole. While the overview ticks
+//! ([`Fanout::set_overview_carries_roster`]), a view's roster frames do not
+//! wake it: they go with its next delivery, the next overview at the
+//! latest. A join wakes only the views it is seen in, not every view of the
+//! world: a ramp of N joins would otherwise cost N writes to each of N
+//! clients.
 
 pub mod classic;
+pub mod held_roster;
 pub mod legacy;
 pub mod native;
 pub mod overview;
@@ -47,6 +53,7 @@ use bytes::Bytes;
 use shared::ClientId;
 use tokio::sync::Notify;
 
+use self::held_roster::HeldRoster;
 use self::native::CellNews;
 use crate::world::grid::Region;
 use crate::world::state::{Event, State};
@@ -158,6 +165,9 @@ struct Subscriber {
     /// Must be sent the whole roster with its next snapshot (a newcomer,
     /// or a version-3 subscriber that fell behind).
     roster_owed: bool,
+    /// The first broadcast whose roster frame, kept in [`HeldRoster`], it
+    /// has not been sent: they join its queue before its next delivery.
+    roster_from: Option<u64>,
 }
 
 /// Every subscriber, grouped by wire format.
@@ -182,6 +192,11 @@ pub struct Fanout {
     /// The last `Roster` and the roster version it stands for, shared by
     /// every version-3 subscriber owed one before the roster changes.
     roster: Option<(u64, Encoded)>,
+    /// Whether the overview ticks, so that a view's roster frames can wait
+    /// for it instead of waking the view.
+    overview_carries_roster: bool,
+    /// The roster frames that views wait for.
+    held_roster: HeldRoster,
 }
 
 /// The whole-world snapshot of one format in one broadcast, encoded for the
@@ -229,6 +244,7 @@ impl Fanout {
                 woken_by: 0,
                 roster_feed: false,
                 roster_owed: false,
+                roster_from: None,
             },
         );
         self.snapshot_owed = true;
@@ -286,6 +302,13 @@ impl Fanout {
         true
     }
 
+    /// Says whether the overview ticks (see the module's doc): while it
+    /// does, roster frames wait in a view's queue for its next delivery,
+    /// which the next overview is at the latest.
+    pub fn set_overview_carries_roster(&mut self, carries: bool) {
+        self.overview_carries_roster = carries;
+    }
+
     /// Whether a subscriber waits for a snapshot: the next broadcast must
     /// go even without news.
     pub fn owes_snapshots(&self) -> bool {
@@ -339,15 +362,34 @@ impl Fanout {
         let roster = (self.roster_feeds > 0)
             .then(|| overview::encode_roster_changes(events))
             .filter(|roster| !roster.bytes.is_empty());
+        // Kept once, for the views that wait for the overview and for the
+        // others to take at once (if there is room; else it is queued for
+        // each, as without the overview).
+        let hold = self.overview_carries_roster
+            && roster
+                .as_ref()
+                .is_some_and(|roster| self.held_roster.keep(self.generation, roster));
+        let held = &mut self.held_roster;
+        let mut oldest_held = None;
         let mut resynced = 0;
         for subscriber in self.subscribers.values_mut() {
             let mut roster_woke = false;
             if subscriber.roster_feed
                 && let Some(roster) = &roster
             {
-                let (woke, resync) = subscriber.push(Queued::Roster(roster.clone()), limit);
-                roster_woke = woke;
-                resynced += usize::from(resync);
+                if hold {
+                    subscriber.roster_from.get_or_insert(self.generation);
+                    if !subscriber.gets_overview() || subscriber.resync.is_some() {
+                        let (woke, resync) = subscriber.flush_roster(limit, held);
+                        roster_woke = woke;
+                        resynced += usize::from(resync);
+                    }
+                } else {
+                    let (woke, resync) =
+                        subscriber.push(Queued::Roster(roster.clone()), limit, held);
+                    roster_woke = woke;
+                    resynced += usize::from(resync);
+                }
             }
             let (woke, resync) = match (&subscriber.view, &news) {
                 (Some(region), Some(news)) => {
@@ -356,16 +398,20 @@ impl Fanout {
                         news: Arc::clone(news),
                         bytes,
                     };
-                    subscriber.push(queued, limit)
+                    subscriber.push(queued, limit, held)
                 }
-                _ => subscriber.push(Queued::Shared(Arc::clone(&batch)), limit),
+                _ => subscriber.push(Queued::Shared(Arc::clone(&batch)), limit, held),
             };
             resynced += usize::from(resync);
             let woke = woke || roster_woke;
             if let Some(owed) = subscriber.resync.take() {
                 if std::mem::take(&mut subscriber.roster_owed) {
+                    // It holds every frame it was waiting for.
+                    subscriber.roster_from = None;
                     let whole = whole_roster(&mut self.roster, state);
                     subscriber.queue.push_back(Queued::Roster(whole));
+                } else {
+                    subscriber.release_roster(held);
                 }
                 let format = self.formats[subscriber.format];
                 let encoded = match &subscriber.view {
@@ -387,7 +433,9 @@ impl Fanout {
                 subscriber.woken_by = self.generation;
                 self.undrained += 1;
             }
+            oldest_held = oldest_held.into_iter().chain(subscriber.roster_from).min();
         }
+        self.held_roster.forget_before(oldest_held);
         resynced
     }
 
@@ -401,18 +449,22 @@ impl Fanout {
         limit: usize,
         woken: &mut Vec<Arc<Notify>>,
     ) -> usize {
+        let held = &mut self.held_roster;
+        let mut oldest_held = None;
         let mut resynced = 0;
         for subscriber in self.subscribers.values_mut() {
-            if !subscriber.gets_overview() {
-                continue;
+            if subscriber.gets_overview() {
+                let overview = Queued::Overview(encoded.clone());
+                let (woke, resync) = subscriber.push(overview, limit, held);
+                resynced += usize::from(resync);
+                self.snapshot_owed |= resync;
+                if woke {
+                    woken.push(Arc::clone(&subscriber.wake));
+                }
             }
-            let (woke, resync) = subscriber.push(Queued::Overview(encoded.clone()), limit);
-            resynced += usize::from(resync);
-            self.snapshot_owed |= resync;
-            if woke {
-                woken.push(Arc::clone(&subscriber.wake));
-            }
+            oldest_held = oldest_held.into_iter().chain(subscriber.roster_from).min();
         }
+        self.held_roster.forget_before(oldest_held);
         resynced
     }
 
@@ -426,6 +478,7 @@ impl Fanout {
     /// [`Taken::encode`], which needs neither the world nor the fanout.
     pub fn take(&mut self, key: SubscriberKey) -> Option<Taken> {
         let subscriber = self.subscribers.get_mut(&key)?;
+        subscriber.release_roster(&mut self.held_roster);
         subscriber.queued_bytes = 0;
         let taken = Taken {
             format: subscriber.format,
@@ -537,7 +590,7 @@ fn whole_roster(cache: &mut Option<(u64, Encoded)>, state: &State) -> Encoded {
 impl Subscriber {
     /// Queues a delivery; returns whether the subscriber is to be woken,
     /// and whether it had to be resynchronised.
-    fn push(&mut self, queued: Queued, limit: usize) -> (bool, bool) {
+    fn push(&mut self, queued: Queued, limit: usize, held: &mut HeldRoster) -> (bool, bool) {
         // While a snapshot is owed, batches wait for it (it is taken by the
         // next broadcast and holds them), but roster changes do not: a
         // view's snapshot says nothing of the roster, unless the whole
@@ -553,19 +606,49 @@ impl Subscriber {
         if bytes == 0 {
             return (false, false);
         }
+        // The roster frames it waited for go first.
+        self.release_roster(held);
         self.queued_bytes += bytes;
         self.queue.push_back(queued);
-        let mut resynced = false;
-        if self.queued_bytes > limit {
-            let owed = self.drop_queue();
-            let earlier = self.resync.take().unwrap_or_default();
-            self.resync = Some(earlier.into_iter().chain(owed).collect());
-            // Its roster frames went with the queue: the whole roster
-            // replaces them.
-            self.roster_owed = self.roster_feed;
-            resynced = true;
+        (true, self.resync_past(limit))
+    }
+
+    /// Queues the roster frames it waited for (see [`HeldRoster`]), to be
+    /// sent now; returns, like [`Subscriber::push`], whether to wake it
+    /// and whether it had to be resynchronised.
+    fn flush_roster(&mut self, limit: usize, held: &mut HeldRoster) -> (bool, bool) {
+        if self.roster_from.is_none() {
+            return (false, false);
         }
-        (true, resynced)
+        if self.resync.is_some() && self.roster_owed {
+            // The whole roster goes with its snapshot instead.
+            return (true, false);
+        }
+        self.release_roster(held);
+        (true, self.resync_past(limit))
+    }
+
+    /// Puts the roster frames it waited for into its queue, in order.
+    fn release_roster(&mut self, held: &mut HeldRoster) {
+        if let Some(frames) = self.roster_from.take().and_then(|from| held.since(from)) {
+            self.queued_bytes += frames.bytes.len();
+            self.queue.push_back(Queued::Roster(frames));
+        }
+    }
+
+    /// If its queue holds more than `limit` bytes, drops it and owes it a
+    /// snapshot (and the whole roster); returns whether it did.
+    fn resync_past(&mut self, limit: usize) -> bool {
+        if self.queued_bytes <= limit {
+            return false;
+        }
+        let owed = self.drop_queue();
+        let earlier = self.resync.take().unwrap_or_default();
+        self.resync = Some(earlier.into_iter().chain(owed).collect());
+        // Its roster frames went with the queue: the whole roster
+        // replaces them.
+        self.roster_owed = self.roster_feed;
+        true
     }
 
     /// Whether it is sent the overview: it speaks protocol 3 and has a view.
@@ -886,6 +969,82 @@ pub(crate) mod tests {
         assert!(!named(1), "the far view has none");
         assert!(named(2), "no view: everything");
         assert_eq!(woken.len(), 2);
+    }
+
+    #[test]
+    fn while_the_overview_ticks_a_far_join_wakes_no_view_and_goes_with_its_next_delivery() {
+        use shared::native::ServerMessage;
+        let mut state = State::default();
+        let mut fanout = Fanout::default();
+        fanout.set_overview_carries_roster(true);
+        let (view, whole) = (SubscriberKey::Player(1), SubscriberKey::Player(2));
+        for id in [1, 2] {
+            state.join(crate::world::info(id));
+            state.set_positions(id, &[Position::new(0, 0)]);
+            fanout.subscribe(SubscriberKey::Player(id), &NATIVE_FRAMES);
+            fanout.feed_roster(SubscriberKey::Player(id));
+        }
+        fanout.set_view(view, Region::around(Position::new(0, 0), 100));
+        fanout.broadcast(&state.take_log(), &state, 1 << 20, &mut Vec::new());
+        fanout.drain(view);
+        fanout.drain(whole);
+        let joined = |got: &[ServerMessage]| -> Vec<ClientId> {
+            got.iter()
+                .filter_map(|m| match m {
+                    ServerMessage::RosterJoined(info) => Some(info.id),
+                    _ => None,
+                })
+                .collect()
+        };
+
+        // Two far joins in two broadcasts: only the subscriber without a
+        // view is woken; the frames are kept once.
+        for id in [3, 4] {
+            state.join(crate::world::info(id));
+            state.set_positions(id, &[Position::new(3000, 3000)]);
+            let mut woken = Vec::new();
+            fanout.broadcast(&state.take_log(), &state, 1 << 20, &mut woken);
+            assert_eq!(woken.len(), 1, "only the subscriber without a view");
+        }
+        assert_eq!(fanout.held_roster.len(), 2);
+        assert_eq!(joined(&decode(&fanout.drain(whole))), [3, 4]);
+
+        // The overview wakes the view: the joins first, in order.
+        let mut woken = Vec::new();
+        fanout.push_overview(&overview::encode_overview(&state, 10), 1 << 20, &mut woken);
+        assert_eq!(woken.len(), 1, "the view, by the overview");
+        let got = decode(&fanout.drain(view));
+        assert_eq!(joined(&got), [3, 4]);
+        assert!(
+            matches!(&got[..], [.., ServerMessage::Overview(_)]),
+            "{got:?}"
+        );
+        assert_eq!(fanout.held_roster.len(), 0, "forgotten once sent");
+
+        // News in its view takes a waiting frame along, before the news.
+        state.join(crate::world::info(5));
+        state.set_positions(5, &[Position::new(3000, 3000)]);
+        fanout.broadcast(&state.take_log(), &state, 1 << 20, &mut Vec::new());
+        state.set_positions(1, &[Position::new(5, 5)]);
+        let mut woken = Vec::new();
+        fanout.broadcast(&state.take_log(), &state, 1 << 20, &mut woken);
+        assert_eq!(woken.len(), 2);
+        let got = decode(&fanout.drain(view));
+        assert!(
+            matches!(&got[..], [ServerMessage::RosterJoined(info), ServerMessage::Positions(_)] if info.id == 5),
+            "{got:?}"
+        );
+
+        // Without the overview ticking, a far leave wakes the view at once.
+        fanout.set_overview_carries_roster(false);
+        state.leave(3);
+        let mut woken = Vec::new();
+        fanout.broadcast(&state.take_log(), &state, 1 << 20, &mut woken);
+        assert_eq!(woken.len(), 2);
+        assert!(matches!(
+            &decode(&fanout.drain(view))[..],
+            [ServerMessage::RosterLeft { id: 3 }]
+        ));
     }
 
     #[test]

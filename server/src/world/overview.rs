@@ -11,9 +11,15 @@ use tokio_util::sync::CancellationToken;
 use super::World;
 use crate::fanout::{self, overview};
 
+/// The longest a far join or leave may wait for the overview to carry it
+/// to a view (see [`crate::fanout::Fanout::set_overview_carries_roster`]):
+/// with a slower overview, roster frames wake their views at once.
+pub const ROSTER_HOLD_MAX: Duration = Duration::from_secs(1);
+
 impl World {
     /// Sends an overview every `period` until `shutdown`; each lists the
-    /// players one by one while the world has at most `max_players`.
+    /// players one by one while the world has at most `max_players`. Meanwhile
+    /// the views' roster frames go with the overviews (or anything sooner).
     pub async fn run_overview(
         self: Arc<Self>,
         period: Duration,
@@ -23,13 +29,18 @@ impl World {
         let mut ticks = tokio::time::interval(period);
         // A late tick is not worth catching up: the next overview is newer.
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // From now on a view's roster frames can wait for the next overview
+        // (if it comes soon enough: see ROSTER_HOLD_MAX).
+        let carries = period <= ROSTER_HOLD_MAX;
+        self.lock().fanout.set_overview_carries_roster(carries);
         loop {
             tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => break,
                 _ = ticks.tick() => {}
             }
             self.send_overview(max_players);
         }
+        self.lock().fanout.set_overview_carries_roster(false);
     }
 
     /// Encodes one overview and queues it for every subscriber that gets

@@ -2,25 +2,19 @@
 //! else lives in the library (see `lib.rs`).
 
 use std::process::ExitCode;
-use std::time::Duration;
 
-use bevy::app::{ScheduleRunnerPlugin, TerminalCtrlCHandlerPlugin};
-use bevy::log::LogPlugin;
 use bevy::prelude::*;
-use bevy::state::app::StatesPlugin;
 use bevy::window::{WindowPosition, WindowResolution};
 use clap::Parser;
 use game_client::app::auto_exit::AutoExitPlugin;
 use game_client::app::cli::{Cli, Command, RunArgs};
 use game_client::app::embedded_server::{EmbeddedServerPlugin, ensure_local_server};
+use game_client::app::headless::HeadlessPlugin;
 use game_client::app::window_layout::{WindowLayoutPlugin, WindowTile};
 use game_client::app::{bench, demo};
 use game_client::net::NetworkThreadPlugin;
 use game_client::view::overlay::OverlayPlugin;
 use game_client::{DEFAULT_WINDOW_PX, GameLogicPlugins, ViewPlugins};
-
-/// Frame period of the headless loop (60 Hz).
-const HEADLESS_FRAME_PERIOD: Duration = Duration::from_nanos(16_666_667);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -36,13 +30,7 @@ fn run_client(args: &RunArgs) -> ExitCode {
     let settings = args.settings();
     let mut app = App::new();
     if args.headless {
-        app.add_plugins((
-            MinimalPlugins.set(ScheduleRunnerPlugin::run_loop(HEADLESS_FRAME_PERIOD)),
-            LogPlugin::default(),
-            StatesPlugin,
-            bevy::input::InputPlugin,
-            TerminalCtrlCHandlerPlugin,
-        ));
+        app.add_plugins(HeadlessPlugin);
     } else {
         let position = match args.window_at {
             Some((x, y)) => WindowPosition::At(IVec2::new(x, y)),

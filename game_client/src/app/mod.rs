@@ -7,4 +7,5 @@ pub mod bots;
 pub mod cli;
 pub mod demo;
 pub mod embedded_server;
+pub mod headless;
 pub mod window_layout;

@@ -2,12 +2,8 @@
 //! views) fed by [`ReplayFeedPlugin`] instead of the network thread.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
-use bevy::app::{ScheduleRunnerPlugin, TerminalCtrlCHandlerPlugin};
-use bevy::log::LogPlugin;
 use bevy::prelude::*;
-use bevy::state::app::StatesPlugin;
 use bevy::window::WindowResolution;
 use shared::recording::Recording;
 
@@ -16,10 +12,8 @@ use super::print::print_world_at;
 use super::timeline::TimelinePlugin;
 use crate::app::auto_exit::AutoExitPlugin;
 use crate::app::cli::ReplayArgs;
+use crate::app::headless::HeadlessPlugin;
 use crate::{ClientSettings, ControlMode, DEFAULT_WINDOW_PX, GameLogicPlugins, ViewPlugins};
-
-/// Frame period of the headless loop (60 Hz, as the live headless client).
-const HEADLESS_FRAME_PERIOD: Duration = Duration::from_nanos(16_666_667);
 
 /// `netgame replay PATH …`.
 pub fn run_replay(args: &ReplayArgs) -> ExitCode {
@@ -41,13 +35,7 @@ pub fn run_replay(args: &ReplayArgs) -> ExitCode {
     };
     let mut app = App::new();
     if args.headless {
-        app.add_plugins((
-            MinimalPlugins.set(ScheduleRunnerPlugin::run_loop(HEADLESS_FRAME_PERIOD)),
-            LogPlugin::default(),
-            StatesPlugin,
-            bevy::input::InputPlugin,
-            TerminalCtrlCHandlerPlugin,
-        ));
+        app.add_plugins(HeadlessPlugin);
     } else {
         app.add_plugins(
             DefaultPlugins

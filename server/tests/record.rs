@@ -399,15 +399,7 @@ async fn a_recording_path_that_exists_or_cannot_be_created_stops_the_start() {
         (dir.join("no/such/dir/x.rec"), "No such file or directory"),
     ] {
         let output = Command::new(server_binary())
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--game-port",
-                "0",
-                "--test-port",
-                "0",
-            ])
-            .args(["--math-port", "0", "--positions-port", "0"])
+            .args(LOOPBACK_ANY_PORT)
             .args(["--record", path.to_str().unwrap()])
             .env("NO_COLOR", "1")
             .output()

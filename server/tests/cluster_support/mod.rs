@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::{listening, strip_ansi};
+use crate::common::{LOOPBACK_ANY_PORT, listening, strip_ansi};
 use bytes::BytesMut;
 use shared::legacy::{Position, PositionRecord};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -157,15 +157,7 @@ impl NodeProcess {
 
     fn start_blocking(url: &str, id: u16, world: &str) -> NodeProcess {
         let mut child = Command::new(SERVER_BIN)
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--game-port",
-                "0",
-                "--test-port",
-                "0",
-            ])
-            .args(["--math-port", "0", "--positions-port", "0"])
+            .args(LOOPBACK_ANY_PORT)
             .args(["--cluster", url, "--node-id", &id.to_string()])
             .args(["--world", world])
             .env("RUST_LOG", "info")

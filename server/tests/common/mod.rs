@@ -25,6 +25,21 @@ pub fn server_binary() -> &'static std::path::Path {
 /// Every line a spawned server logged so far, ANSI colours stripped.
 pub type Log = Arc<std::sync::Mutex<Vec<String>>>;
 
+/// The server's flags for loopback with every service on a port the
+/// system picks (each is read from its "listening" log line).
+pub const LOOPBACK_ANY_PORT: [&str; 10] = [
+    "--host",
+    "127.0.0.1",
+    "--game-port",
+    "0",
+    "--test-port",
+    "0",
+    "--math-port",
+    "0",
+    "--positions-port",
+    "0",
+];
+
 /// Starts the server binary through `command` (the binary itself, or a
 /// wrapper such as `prlimit` whose last argument it is) on loopback with
 /// every port 0 and `extra` flags, and waits for its four "listening" lines.
@@ -40,15 +55,7 @@ pub async fn spawn_server(
 ) {
     use tokio::io::AsyncBufReadExt;
     let mut child = command
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--game-port",
-            "0",
-            "--test-port",
-            "0",
-        ])
-        .args(["--math-port", "0", "--positions-port", "0"])
+        .args(LOOPBACK_ANY_PORT)
         .args(extra)
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")

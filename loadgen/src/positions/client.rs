@@ -461,6 +461,7 @@ impl Client {
                 }
                 Ok(())
             }
+            Frame::Skipped => Ok(()),
             Frame::Other(frame) => {
                 let mut frame = BytesMut::from(frame);
                 match native_codec.decode(&mut frame) {

@@ -11,8 +11,12 @@
 //! A counter still rejects a corrupt stream: a frame over the maximum length,
 //! a batch whose count cannot fit its bytes (every entry is between
 //! [`FrameShape::entry_min`] and [`FrameShape::entry_max`] bytes), a count
-//! that is no varint. Every other message is decoded in full (they are rare:
-//! joins, leaves, snapshots, pings), so an unknown tag is an error too.
+//! that is no varint. The roster and the overview (protocol 3) are skipped
+//! whole: a counter has no use for names, and decoding every `PlayerInfo`
+//! of 5,000 newcomers' rosters (25 M names over a ramp, each a `String`)
+//! was most of the generator's CPU while 5,000 version-3 clients connected
+//! (perf, 2026-12-06). Every other message is decoded in full (they are
+//! rare: joins, leaves, snapshots, pings), so an unknown tag is an error too.
 //!
 //! ```text
 //! +-- len: u32 LE --+-- tag: Positions --+-- count: varint --+-- entries --+
@@ -23,7 +27,8 @@ use std::sync::OnceLock;
 use bytes::BytesMut;
 use shared::legacy::Position;
 use shared::native::{
-    DEFAULT_MAX_FRAME_LEN, PlayerPosition, ServerMessage, encode_frame, encode_position_entries,
+    DEFAULT_MAX_FRAME_LEN, DensityGrid, Overview, PlayerInfo, PlayerKind, PlayerPosition,
+    ServerMessage, encode_frame, encode_position_entries,
 };
 
 /// The length prefix of every frame.
@@ -35,6 +40,8 @@ const LEN_SIZE: usize = 4;
 pub(crate) struct FrameShape {
     /// The payload's first bytes: the `Positions` variant tag.
     positions_tag: Vec<u8>,
+    /// The variant tags of the roster and overview messages, skipped whole.
+    skipped_tags: Vec<Vec<u8>>,
     /// The fewest and most bytes one entry takes.
     entry_min: usize,
     entry_max: usize,
@@ -46,6 +53,8 @@ pub(crate) struct FrameShape {
 pub(crate) enum Frame<'a> {
     /// A `Positions` batch of `count` entries.
     Positions { count: u64 },
+    /// A roster or overview message, not decoded.
+    Skipped,
     /// Any other message: the whole frame, length prefix included, to be
     /// decoded in full.
     Other(&'a [u8]),
@@ -81,8 +90,43 @@ impl FrameShape {
             let _ = encode_position_entries(&[entry], &mut bytes);
             bytes.len()
         };
+        let player = |id| PlayerInfo {
+            id,
+            name: String::new(),
+            kind: PlayerKind::Native,
+        };
+        let grid = DensityGrid {
+            origin: Position::new(0, 0),
+            cell_size: 1,
+            columns: 0,
+            counts: Vec::new(),
+        };
+        // Two messages of one variant that differ from their first field
+        // on: what they share is the variant's tag.
+        let skipped_tags = [
+            (
+                ServerMessage::Roster(Vec::new()),
+                ServerMessage::Roster(vec![player(0)]),
+            ),
+            (
+                ServerMessage::RosterJoined(player(0)),
+                ServerMessage::RosterJoined(player(1)),
+            ),
+            (
+                ServerMessage::RosterLeft { id: 0 },
+                ServerMessage::RosterLeft { id: 1 },
+            ),
+            (
+                ServerMessage::Overview(Overview::Players(Vec::new())),
+                ServerMessage::Overview(Overview::Density(grid)),
+            ),
+        ]
+        .iter()
+        .map(|(a, b)| common_payload_prefix(a, b))
+        .collect();
         FrameShape {
             positions_tag,
+            skipped_tags,
             entry_min: size(0, 0, 0),
             entry_max: size(i32::MIN, i16::MIN, i16::MIN).max(size(i32::MAX, i16::MAX, i16::MAX)),
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
@@ -118,6 +162,9 @@ impl FrameShape {
                 Some(rest) => each(Frame::Positions {
                     count: self.count(rest)?,
                 })?,
+                None if self.skipped_tags.iter().any(|tag| payload.starts_with(tag)) => {
+                    each(Frame::Skipped)?
+                }
                 None => each(Frame::Other(frame))?,
             }
             at += frame.len();
@@ -139,6 +186,19 @@ impl FrameShape {
         }
         Ok(count)
     }
+}
+
+/// The bytes two messages' payloads (after the length prefix) start with.
+fn common_payload_prefix(a: &ServerMessage, b: &ServerMessage) -> Vec<u8> {
+    let encode = |message| {
+        let mut bytes = BytesMut::new();
+        // Encoding a small message into a `BytesMut` cannot fail.
+        let _ = encode_frame(message, &mut bytes);
+        bytes[LEN_SIZE..].to_vec()
+    };
+    let (a, b) = (encode(a), encode(b));
+    let shared = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    a[..shared].to_vec()
 }
 
 /// A bincode (standard configuration) varint `u64` at the start of `bytes`
@@ -183,6 +243,7 @@ mod tests {
         let used = FrameShape::new().walk(bytes, |frame| {
             seen.push(match frame {
                 Frame::Positions { count } => format!("positions {count}"),
+                Frame::Skipped => "skipped".to_string(),
                 Frame::Other(frame) => format!("other {}", frame.len()),
             });
             Ok::<_, Corrupt>(())
@@ -219,6 +280,43 @@ mod tests {
             assert_eq!(used, whole, "cut at {cut}");
         }
         assert_eq!(walk(&bytes).unwrap().0.len(), 3);
+    }
+
+    #[test]
+    fn roster_and_overview_messages_are_skipped_and_joins_are_not() {
+        let info = |id| PlayerInfo {
+            id,
+            name: format!("player {id}"),
+            kind: PlayerKind::Legacy,
+        };
+        let messages = [
+            ServerMessage::Roster((0..300).map(info).collect()),
+            ServerMessage::RosterJoined(info(-7)),
+            ServerMessage::RosterLeft { id: 1 << 20 },
+            ServerMessage::Overview(Overview::Players(vec![PlayerPosition {
+                id: 3,
+                position: Position::new(3000, 3000),
+            }])),
+            ServerMessage::Overview(Overview::Density(DensityGrid {
+                origin: Position::new(-5, 9),
+                cell_size: 500,
+                columns: 2,
+                counts: vec![1, 2, 3, 4],
+            })),
+            ServerMessage::PlayerJoined(info(2)),
+            ServerMessage::PlayerLeft { id: 2 },
+        ];
+        let mut bytes = BytesMut::new();
+        for message in &messages {
+            encode_frame(message, &mut bytes).unwrap();
+        }
+        let (seen, used) = walk(&bytes).unwrap();
+        assert_eq!(used, bytes.len());
+        assert_eq!(&seen[..5], ["skipped"; 5]);
+        assert!(
+            seen[5].starts_with("other") && seen[6].starts_with("other"),
+            "{seen:?}"
+        );
     }
 
     #[test]

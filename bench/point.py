@@ -7,7 +7,8 @@ usage: bench/point.py SERVER_BIN LOADGEN_BIN CLIENTS SECONDS [server flags...]
        TAG=name ...   a label copied into the output
        LOADGEN_ARGS="--native-protocol-version 2" ...   more loadgen flags
 
-Prints one JSON line: the server's CPU seconds and peak RSS, broadcasts a
+Prints one JSON line: the server's CPU seconds (the whole run, and the load
+phase alone as load_cpu_s / load_ns_per_record) and peak RSS, broadcasts a
 second and the server's share of a core in the middle half of the run, the
 metrics at the end, and loadgen's whole --json report. bench/point_summary.py
 turns such lines into one line each. docs/bench/pacing.md's curve was made
@@ -57,7 +58,28 @@ else:
     lgargs = [lg, "positions", "--addr", f"127.0.0.1:{ports['positions']}", "--clients", str(clients)]
 lgargs += ["--rate", "10", "--seconds", str(secs), "--json"] + os.environ.get("LOADGEN_ARGS", "").split()
 t0 = time.time()
-r = subprocess.run(["taskset", "-c", "1"] + lgargs, capture_output=True, text=True)
+# The server's CPU over the load phase alone: from loadgen's "load: ..."
+# line (on stderr, 200 ms before the first send) to the end of the load.
+load_cpu = {}
+lgp = subprocess.Popen(["taskset", "-c", "1"] + lgargs, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def watch_load():
+    err = []
+    for line in lgp.stderr:
+        err.append(line)
+        if line.startswith("load: ") and "start" not in load_cpu:
+            time.sleep(0.2)
+            load_cpu["start"] = cpu()
+            def at_end():
+                time.sleep(secs)
+                load_cpu["end"] = cpu()
+            threading.Thread(target=at_end, daemon=True).start()
+    load_cpu["stderr"] = "".join(err)
+watcher = threading.Thread(target=watch_load, daemon=True)
+watcher.start()
+stdout = lgp.stdout.read()
+lgp.wait()
+watcher.join(timeout=5)
+r = subprocess.CompletedProcess(lgargs, lgp.returncode, stdout, load_cpu.get("stderr", ""))
 c1 = cpu()
 stop_scrape.set()
 rss = 0
@@ -77,6 +99,9 @@ try:
 except Exception:
     print(json.dumps({"error": r.stdout[-500:] + r.stderr[-1500:]})); sys.exit(1)
 out = {"tag": os.environ.get("TAG",""), "clients": clients, "server_cpu_s": round(c1 - c0, 2), "rss_mb": round(rss, 1), "wall": round(time.time() - t0, 1)}
+if "end" in load_cpu:
+    out["load_cpu_s"] = round(load_cpu["end"] - load_cpu["start"], 2)
+    out["load_ns_per_record"] = round(out["load_cpu_s"] * 1e9 / max(j.get("records_received", 0), 1), 1)
 for k in ("p50_ms","p99_ms","verdict","records_per_s","converged","errors","send_late_p99_ms","visible_max","records"):
     pass
 out["loadgen"] = j

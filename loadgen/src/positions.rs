@@ -427,6 +427,13 @@ pub async fn run(config: PositionsConfig) -> Result<PositionsReport, RunError> {
     let start = Instant::now() + Duration::from_millis(200);
     let end = start + config.duration;
     let _ = phase_tx.send(Phase::Load { start, end });
+    // On stderr, for whoever watches the server meanwhile (bench/point.py
+    // reads the server's CPU from here to the end of the load).
+    eprintln!(
+        "load: {connected} of {total} clients connected in {:.1} s; sending for {} s from 200 ms on",
+        wall.elapsed().as_secs_f64(),
+        config.duration.as_secs_f64()
+    );
     let pacer = pacer.start(start, end);
     sleep_until(start.into()).await;
     let cpu_at_load_start = process_cpu_seconds();

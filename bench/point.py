@@ -6,6 +6,7 @@ usage: bench/point.py SERVER_BIN LOADGEN_BIN CLIENTS SECONDS [server flags...]
        NATIVE=1 ...   area-of-interest native clients instead (world 4000, view 200)
        TAG=name ...   a label copied into the output
        LOADGEN_ARGS="--native-protocol-version 2" ...   more loadgen flags
+       RATE=2 ...     each client's moves a second (default 10)
 
 Prints one JSON line: the server's CPU seconds (the whole run, and the load
 phase alone as load_cpu_s / load_ns_per_record) and peak RSS, broadcasts a
@@ -56,7 +57,7 @@ if native:
               "--native-clients", str(clients), "--world-size", "4000", "--view", "200"]
 else:
     lgargs = [lg, "positions", "--addr", f"127.0.0.1:{ports['positions']}", "--clients", str(clients)]
-lgargs += ["--rate", "10", "--seconds", str(secs), "--json"] + os.environ.get("LOADGEN_ARGS", "").split()
+lgargs += ["--rate", os.environ.get("RATE", "10"), "--seconds", str(secs), "--json"] + os.environ.get("LOADGEN_ARGS", "").split()
 t0 = time.time()
 # The server's CPU over the load phase alone: from loadgen's "load: ..."
 # line (on stderr, 200 ms before the first send) to the end of the load.

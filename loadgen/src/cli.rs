@@ -98,10 +98,13 @@ pub struct PositionsArgs {
     /// Own-echo p99 (ms) over which the verdict is "collapsed".
     #[arg(long, default_value_t = 5000.0)]
     pub collapse_p99_ms: f64,
-    /// Area-of-interest mode: native clients (spread evenly) that decode
-    /// every message and time their own echoes; the others walk frames by
-    /// their length prefixes and count records. Latency and visible_max
-    /// come from the sampled clients only; every client checks its stream.
+    /// Clients (spread evenly) that read every message as it comes and time
+    /// their own echoes. Area-of-interest mode: the other native clients
+    /// walk frames by their length prefixes and count records; every
+    /// client checks its stream. Legacy clients, when there are more than
+    /// this: the others drain their sockets unread ten times a second in
+    /// the load phase and count the records. Latency and visible_max come
+    /// from the sampled clients only.
     #[arg(long, default_value_t = 500)]
     pub sample_clients: usize,
     /// Send lateness p99 (ms) over which the run is "generator-bound".

@@ -90,6 +90,9 @@ pub struct PositionsConfig {
     /// Area-of-interest mode: how many native clients decode everything and
     /// time their own echoes; the others only walk frames and count records
     /// (see `frames`). Latency and `visible_max` come from these alone.
+    /// Likewise legacy clients, when there are more of them than this: the
+    /// others drain their sockets unread in the load phase and count the
+    /// records (all of them still check delivery and convergence).
     pub sample_clients: usize,
     /// Send lateness p99 (ms) over which the run is generator-bound.
     pub max_send_late_p99_ms: f64,
@@ -138,6 +141,13 @@ pub struct PositionsReport {
     /// `visible_max` are theirs alone (the others count records and check
     /// the frame stream). Every native client otherwise.
     pub native_sampled: usize,
+    /// Legacy clients that read everything as it comes and timed their own
+    /// echoes: the legacy own-echo latency is theirs alone. Every legacy
+    /// client when there are at most `--sample-clients` of them; beyond
+    /// that the others are counters, which drain their socket every
+    /// [`client::LEGACY_COUNTER_DRAIN`] of the load phase and count its
+    /// records unread (see `Client::sampled`).
+    pub legacy_sampled: usize,
     pub rate_hz: f64,
     pub seconds: f64,
     /// Regular positions sent during the load phase (all clients).
@@ -382,12 +392,19 @@ pub async fn run(config: PositionsConfig) -> Result<PositionsReport, RunError> {
             Kind::Native => (pacer.add(offset), None),
         };
         // In area-of-interest mode, `sample_clients` natives spread evenly
-        // over the schedule decode in full; the rest count.
+        // over the schedule decode in full; the rest count. Likewise
+        // legacy clients, when there are more than `sample_clients`.
         let native_index = index.saturating_sub(config.clients);
-        let sampled = kind == Kind::Legacy
-            || config.world_size.is_none()
-            || (native_index * config.sample_clients) % config.native_clients.max(1)
-                < config.sample_clients;
+        let spread = |index: usize, of: usize| {
+            of <= config.sample_clients
+                || (index * config.sample_clients) % of < config.sample_clients
+        };
+        let sampled = match kind {
+            Kind::Legacy => spread(index, config.clients),
+            Kind::Native => {
+                config.world_size.is_none() || spread(native_index, config.native_clients)
+            }
+        };
         let client = Client {
             sampled,
             kind,
@@ -529,7 +546,10 @@ pub async fn run(config: PositionsConfig) -> Result<PositionsReport, RunError> {
             continue;
         };
         match (outcome.kind, outcome.connected) {
-            (Some(Kind::Legacy), true) => report.clients_connected += 1,
+            (Some(Kind::Legacy), true) => {
+                report.clients_connected += 1;
+                report.legacy_sampled += usize::from(outcome.sampled);
+            }
             (Some(Kind::Native), true) => {
                 report.native_connected += 1;
                 report.native_sampled += usize::from(outcome.sampled);

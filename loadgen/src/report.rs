@@ -35,10 +35,11 @@ pub fn positions_table(r: &PositionsReport) -> String {
         (
             "clients connected",
             format!(
-                "{}/{} legacy, {}/{} native ({} of them sampled: native latency and \
-                 visible_max are theirs; the others count records)",
+                "{}/{} legacy ({} sampled), {}/{} native ({} sampled): latency and \
+                 visible_max are the sampled clients'; the others count records",
                 r.clients_connected,
                 r.clients,
+                r.legacy_sampled,
                 r.native_connected,
                 r.native_clients,
                 r.native_sampled

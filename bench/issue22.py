@@ -91,7 +91,7 @@ def figures(report, fields, seconds):
         "errors": report.get("errors", {}).get("total") if report else None,
         "send_late_p99_ms": report.get("send_lateness", {}).get("p99_ms"),
         "loadgen_cpu_s": report.get("generator", {}).get("load_cpu_seconds"),
-        "sampled": report.get("native_sampled"),
+        "sampled": (report.get("native_sampled") or 0) + (report.get("legacy_sampled") or 0),
     }
 
 

@@ -3,19 +3,15 @@
 
 use std::time::Duration;
 
+mod common;
+
 use loadgen::positions::{PositionsConfig, run};
-use server::{Config, Server};
-use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn walkers_see_their_region_from_the_first_snapshot_on() {
     const WALKERS: usize = 40;
-    let server = Server::bind(Config::ephemeral())
-        .await
-        .expect("bind on loopback");
-    let game = server.local_addrs().game;
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(server.run(shutdown.clone()));
+    let server = common::serve().await;
+    let game = server.addrs.game;
 
     let mut config = PositionsConfig::new("127.0.0.1:1", 0, 10.0, Duration::from_secs(2));
     config.native_addr = Some(game.to_string());
@@ -38,20 +34,15 @@ async fn walkers_see_their_region_from_the_first_snapshot_on() {
         "visible_max {}",
         report.visible_max
     );
-    shutdown.cancel();
-    task.await.unwrap();
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_count_what_they_are_sent_and_only_the_sample_gives_latency() {
     const WALKERS: usize = 40;
     const SAMPLED: usize = 4;
-    let server = Server::bind(Config::ephemeral())
-        .await
-        .expect("bind on loopback");
-    let game = server.local_addrs().game;
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(server.run(shutdown.clone()));
+    let server = common::serve().await;
+    let game = server.addrs.game;
 
     let mut config = PositionsConfig::new("127.0.0.1:1", 0, 10.0, Duration::from_secs(2));
     config.native_addr = Some(game.to_string());
@@ -86,6 +77,5 @@ async fn counters_count_what_they_are_sent_and_only_the_sample_gives_latency() {
         report.positions_sent
     );
     assert!(report.visible_max > 1 && report.visible_max <= WALKERS);
-    shutdown.cancel();
-    task.await.unwrap();
+    server.stop().await;
 }

@@ -4,20 +4,16 @@
 
 use std::time::Duration;
 
+mod common;
+
 use loadgen::positions::{PositionsConfig, run};
-use server::{Config, Server};
-use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_drain_unread_and_still_count_every_record() {
     const CLIENTS: usize = 30;
     const SAMPLED: usize = 5;
-    let server = Server::bind(Config::ephemeral())
-        .await
-        .expect("bind on loopback");
-    let positions = server.local_addrs().positions;
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(server.run(shutdown.clone()));
+    let server = common::serve().await;
+    let positions = server.addrs.positions;
 
     let mut config =
         PositionsConfig::new(positions.to_string(), CLIENTS, 10.0, Duration::from_secs(2));
@@ -45,6 +41,5 @@ async fn counters_drain_unread_and_still_count_every_record() {
         report.positions_sent
     );
     assert!(report.convergence.converged, "{:?}", report.convergence);
-    shutdown.cancel();
-    task.await.unwrap();
+    server.stop().await;
 }

@@ -685,6 +685,21 @@ impl Subscriber {
     }
 }
 
+/// Every native message in `bytes`, which must hold whole frames only (the
+/// fanout's tests and its modules' tests read what they encoded with it).
+#[cfg(test)]
+pub(crate) fn decode_frames(bytes: &[u8]) -> Vec<shared::native::ServerMessage> {
+    use tokio_util::codec::Decoder;
+    let mut buf = bytes::BytesMut::from(bytes);
+    let mut codec = shared::native::FrameCodec::<shared::native::ServerMessage>::default();
+    let mut messages = Vec::new();
+    while let Some(message) = codec.decode(&mut buf).unwrap() {
+        messages.push(message);
+    }
+    assert!(buf.is_empty(), "{} bytes of a partial frame", buf.len());
+    messages
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use shared::legacy::{Position, PositionRecord};
@@ -845,15 +860,7 @@ pub(crate) mod tests {
 
     /// Every native message in `out`.
     fn decode(out: &Outgoing) -> Vec<shared::native::ServerMessage> {
-        use tokio_util::codec::Decoder;
-        let mut bytes: bytes::BytesMut = out.chunks.iter().flat_map(|c| c.to_vec()).collect();
-        let mut codec = shared::native::FrameCodec::<shared::native::ServerMessage>::default();
-        let mut messages = Vec::new();
-        while let Some(message) = codec.decode(&mut bytes).unwrap() {
-            messages.push(message);
-        }
-        assert!(bytes.is_empty());
-        messages
+        decode_frames(&out.chunks.concat())
     }
 
     #[test]

@@ -310,20 +310,12 @@ mod tests {
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
     use shared::legacy::Position;
-    use shared::native::{FrameCodec, PlayerInfo, PlayerKind};
-    use tokio_util::codec::Decoder;
+    use shared::native::{PlayerInfo, PlayerKind};
 
     use super::*;
 
     fn decode(bytes: &Bytes) -> Vec<ServerMessage> {
-        let mut buf = BytesMut::from(&bytes[..]);
-        let mut codec = FrameCodec::<ServerMessage>::default();
-        let mut messages = Vec::new();
-        while let Some(message) = codec.decode(&mut buf).unwrap() {
-            messages.push(message);
-        }
-        assert!(buf.is_empty());
-        messages
+        crate::fanout::decode_frames(bytes)
     }
 
     /// What `region` should get, worked out player by player: leaves and

@@ -137,20 +137,12 @@ pub fn encode_roster(state: &State) -> Encoded {
 
 #[cfg(test)]
 mod tests {
-    use shared::native::{FrameCodec, PlayerKind};
-    use tokio_util::codec::Decoder;
+    use shared::native::PlayerKind;
 
     use super::*;
 
     fn decode(encoded: &Encoded) -> Vec<ServerMessage> {
-        let mut buf = BytesMut::from(&encoded.bytes[..]);
-        let mut codec = FrameCodec::<ServerMessage>::default();
-        let mut messages = Vec::new();
-        while let Some(message) = codec.decode(&mut buf).unwrap() {
-            messages.push(message);
-        }
-        assert!(buf.is_empty());
-        messages
+        crate::fanout::decode_frames(&encoded.bytes)
     }
 
     fn world(positions: &[(i16, i16)]) -> State {

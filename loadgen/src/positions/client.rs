@@ -912,10 +912,11 @@ const READ_SIZE: usize = 64 * 1024;
 
 /// How often a legacy counter drains its socket in the load phase. Reading
 /// every broadcast as it comes (25 a second at 2,000 clients, 50,000 reads
-/// a second in all) took most of the generator's core: a read costs this
-/// VM's kernel 5–8 µs, and the copy of 320 MB a second more
-/// (docs/bench/floor.md). Drained ten times a second with `MSG_TRUNC`, a
-/// counter copies nothing; what waits meanwhile (at most 24 KB at 3,000
+/// a second in all, 5–8 µs of this VM's kernel each plus the copy of 320 MB
+/// a second, docs/bench/floor.md) kept the generator's core at 94–97 % in
+/// the load phase; drained ten times a second with `MSG_TRUNC`, which
+/// copies nothing, it was at 88–89 % (docs/bench/README.md). What waits
+/// meanwhile (at most 24 KB at 3,000
 /// clients) stays far below a socket's receive buffer, so the server never
 /// sees it as slow. Records still unread when the load ends (up to this
 /// long's worth, 1 % of a 10 s run) are not counted in it.

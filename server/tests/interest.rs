@@ -63,8 +63,13 @@ fn ids(players: &[PlayerState]) -> Vec<ClientId> {
 
 /// A native player (no view: it sees everything) that moves to `at` and
 /// waits for its own echo, so the world has indexed it there.
+///
+/// It takes its first snapshot before moving: a move the world applies
+/// before that snapshot is built is in the snapshot, not in a `Positions`
+/// echo (CI saw this, about 1 run in 15).
 async fn player_at(addr: std::net::SocketAddr, name: &str, at: Position) -> NativeClient {
     let mut client = NativeClient::join(addr, name).await;
+    snapshot(&mut client).await;
     move_to(&mut client, at).await;
     client
 }
